@@ -1,0 +1,139 @@
+"""`make_train_step`: one pure, jittable Soft-IntroVAE iteration, embeddable in any JAX program.
+
+The step draws every random number from `fold_in(state.rng, state.step)`, per *global example
+index* (device offset + position), so that the same seed and global batch train the same model on
+any number of devices. With `axis_name` set (under `jax.pmap`, `shard_map` or an equivalent named
+axis), gradients, metrics and BatchNorm statistics are averaged over that axis.
+"""
+
+from typing import Callable, Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sintrovae_jax import objectives
+from sintrovae_jax.objectives import Draws, LossWeights
+from sintrovae_jax.train_state import TrainState
+from sintrovae_jax.vae import SoftIntroVAE
+
+Metrics = Dict[str, jax.Array]
+StepFn = Callable[[TrainState, jax.Array], Tuple[TrainState, Metrics]]
+
+METRIC_NAMES = ('loss_rec', 'kl_real', 'kl_fake', 'kl_rec', 'diff_kl', 'exp_elbo_fake',
+                'exp_elbo_rec', 'loss_enc', 'loss_dec', 'loss_vae', 'rec_error_deterministic',
+                'learning_rate', 'soft_intro', 'nonfinite')
+
+
+def global_example_index(batch_size: int, axis_name: Optional[str]) -> jax.Array:
+  """Global positions of this device's examples: `axis_index * batch_size + arange(batch_size)`."""
+  offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * batch_size
+  return offset + jnp.arange(batch_size)
+
+
+def draw_normals(key: jax.Array, example_index: jax.Array, z_dim: int) -> Draws:
+  """Every standard-normal draw of one iteration; example i's draws depend on (key, i) alone."""
+  keys = jax.random.split(key, len(Draws._fields))
+
+  def per_example(k):
+    return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(k, i), (z_dim,)))(example_index)
+
+  return Draws(*[per_example(k) for k in keys])
+
+
+def _mean(tree, axis_name):
+  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def _all_finite(*trees) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for t in trees for x in jax.tree.leaves(t)]
+  return jnp.all(jnp.stack(leaves))
+
+
+def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: int = 0,
+                    axis_name: Optional[str] = None) -> StepFn:
+  """Returns `step(state, batch) -> (state, metrics)`, a pure function to jit or pmap.
+
+  Steps `t < num_vae_steps` are vanilla-VAE steps (one Adam step on both networks); later steps are
+  one Soft-IntroVAE iteration: an encoder update, then a decoder update with the updated encoder.
+  A step whose loss or gradients are not finite leaves parameters, optimiser states and BatchNorm
+  statistics unchanged, advances `state.step` and reports `metrics['nonfinite'] = 1`.
+
+  Args:
+    model: the networks; their BatchNorm layers are re-targeted to `axis_name` here.
+    weights: betas, gamma_r, scale and the reconstruction loss.
+    num_vae_steps: length of the vanilla-VAE warm-up, in steps.
+    axis_name: the named device axis to average over, or None on one device.
+  """
+  model = model.with_axis_name(axis_name)
+
+  def adam(tx, grads, opt_state, params):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  def soft_intro(state: TrainState, batch, draws):
+    grad_e = jax.value_and_grad(objectives.encoder_objective, has_aux=True)
+    (loss_e, (stats, aux_e)), g_enc = grad_e(state.encoder_params, state.decoder_params,
+                                             state.batch_stats, batch, draws, model, weights)
+    g_enc = _mean(g_enc, axis_name)
+    enc_params, enc_opt = adam(state.tx, g_enc, state.encoder_opt_state, state.encoder_params)
+
+    grad_d = jax.value_and_grad(objectives.decoder_objective, has_aux=True)
+    (loss_d, (stats, aux_d)), g_dec = grad_d(state.decoder_params, enc_params, stats, batch,
+                                             aux_e.pop('z'), draws, model, weights)
+    g_dec = _mean(g_dec, axis_name)
+    dec_params, dec_opt = adam(state.tx, g_dec, state.decoder_opt_state, state.decoder_params)
+
+    new = state.replace(encoder_params=enc_params, decoder_params=dec_params, batch_stats=stats,
+                        encoder_opt_state=enc_opt, decoder_opt_state=dec_opt)
+    metrics = dict(aux_e, **aux_d, diff_kl=aux_d['kl_fake'] - aux_e['kl_real'],
+                   soft_intro=jnp.ones(()))
+    return new, metrics, _all_finite(loss_e, loss_d, g_enc, g_dec)
+
+  def vanilla_vae(state: TrainState, batch, draws):
+    grad_fn = jax.value_and_grad(objectives.vae_objective, has_aux=True)
+    (loss, (stats, aux)), (g_enc, g_dec) = grad_fn(
+        (state.encoder_params, state.decoder_params), state.batch_stats, batch, draws, model,
+        weights)
+    g_enc, g_dec = _mean((g_enc, g_dec), axis_name)
+    enc_params, enc_opt = adam(state.tx, g_enc, state.encoder_opt_state, state.encoder_params)
+    dec_params, dec_opt = adam(state.tx, g_dec, state.decoder_opt_state, state.decoder_params)
+    new = state.replace(encoder_params=enc_params, decoder_params=dec_params, batch_stats=stats,
+                        encoder_opt_state=enc_opt, decoder_opt_state=dec_opt)
+    return new, dict(aux, soft_intro=jnp.zeros(())), _all_finite(loss, g_enc, g_dec)
+
+  def with_all_metrics(branch):
+    """Same metric keys from both branches (lax.cond needs one output structure)."""
+    def run(state, batch, draws):
+      new, metrics, finite = branch(state, batch, draws)
+      metrics = {k: jnp.asarray(metrics.get(k, 0.0), jnp.float32) for k in METRIC_NAMES
+                 if k not in ('learning_rate', 'nonfinite')}
+      return new, metrics, finite
+    return run
+
+  def step(state: TrainState, batch: jax.Array) -> Tuple[TrainState, Metrics]:
+    key = jax.random.fold_in(state.rng, state.step)
+    draws = draw_normals(key, global_example_index(batch.shape[0], axis_name), model.z_dim)
+    soft, vae = with_all_metrics(soft_intro), with_all_metrics(vanilla_vae)
+    if num_vae_steps > 0:
+      new, metrics, finite = jax.lax.cond(state.step < num_vae_steps, vae, soft, state, batch,
+                                          draws)
+    else:
+      new, metrics, finite = soft(state, batch, draws)
+    # Skip a non-finite update wholesale: never write NaN into the state (ALGORITHM.md, D step 7).
+    finite = _mean(finite.astype(jnp.float32), axis_name) == 1.0  # every device agrees
+    new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+    metrics = _mean(metrics, axis_name)
+    metrics['nonfinite'] = 1.0 - finite.astype(jnp.float32)
+    metrics['learning_rate'] = _learning_rate(new)
+    return new.replace(step=state.step + 1), metrics
+
+  return step
+
+
+def _learning_rate(state: TrainState) -> jax.Array:
+  """The learning rate of the encoder's last Adam update (from its injected hyper-parameters)."""
+  hp = getattr(state.encoder_opt_state, 'hyperparams', None)
+  if hp is not None and 'learning_rate' in hp:
+    return jnp.asarray(hp['learning_rate'], jnp.float32)
+  return jnp.asarray(jnp.nan, jnp.float32)
