@@ -1,0 +1,54 @@
+"""Every knob of a sintrovae-jax run, with its default. Other configs change a few fields."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Data. `dataset` is a TFDS name ('mnist', 'fashion_mnist', 'cifar10', 'svhn_cropped',
+  # 'celeb_a_hq/256', 'celeb_a_hq/1024'), 'image_folder' (images under `data_dir`), or a 2D set
+  # ('8gaussians', '2spirals', 'checkerboard', 'rings'; or 'npy' to read `data_file`).
+  c.dataset = 'cifar10'
+  c.data_dir = ''             # TFDS data_dir, or the image folder; '' = TFDS default
+  c.data_file = ''            # .npy file of points [N, D] for dataset='npy'
+  c.train_split = 'train'
+  c.eval_split = 'test'       # '' = evaluate on the training split
+  c.image_size = 32
+  c.random_flip = False       # random horizontal mirror (the reference mirrors CelebA)
+  c.shuffle_buffer = 10_000
+
+  # Model. Images use the residual networks, 2D/tabular data the MLPs.
+  c.channels = (64, 128, 256)
+  c.mlp_hidden = (256, 256, 256, 256)
+  c.z_dim = 128
+  c.compute_dtype = 'float32'  # or 'bfloat16'; parameters and losses stay float32
+
+  # Objective (ALGORITHM.md).
+  c.beta_kl = 1.0
+  c.beta_rec = 1.0
+  c.beta_neg = 256.0
+  c.gamma_r = 1e-8
+  c.recon_loss = 'mse'        # 'mse', 'l1' or 'bce'
+  c.scale = -1.0              # s; -1 = 1/(C*H*W) for images, 0.5 for vectors
+
+  # Optimisation.
+  c.batch_size = 32           # global, over all devices and hosts
+  c.learning_rate = 2e-4
+  c.lr_decay_steps = ()       # multiply the rate by lr_decay_factor from each of these steps on
+  c.lr_decay_factor = 0.1
+  c.num_train_steps = 390_625  # 250 CIFAR-10 epochs at batch 32
+  c.num_vae_steps = 0         # vanilla-VAE warm-up steps
+  c.seed = 0
+
+  # Logging, pictures, checkpoints, evaluation.
+  c.log_every_steps = 100
+  c.sample_every_steps = 5_000
+  c.checkpoint_every_steps = 5_000
+  c.keep_checkpoints = 3
+  c.num_grid_images = 64       # per panel of the real / reconstruction / sample grid
+  c.max_nonfinite_steps = 20   # consecutive skipped (non-finite) steps before stopping
+  c.profile_steps = 0          # >0: capture a profile of this many steps (clu Profile)
+  c.eval_seed = 1234
+  c.num_eval_examples = 5_000  # images: examples for the final evaluation
+  c.num_eval_points = 5_000    # 2D: real and generated points for KL / JSD
+  return c

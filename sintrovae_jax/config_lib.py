@@ -1,0 +1,133 @@
+"""Reads a run's ConfigDict into library objects, after checking every field (no TensorFlow here).
+
+`validate` runs before anything compiles or loads, and raises `ConfigError` naming the field, the
+value and what would be valid.
+"""
+
+import os
+from typing import Optional, Tuple
+
+import jax.numpy as jnp
+import ml_collections
+
+from sintrovae_jax import losses, models, toy_data
+from sintrovae_jax.objectives import LossWeights
+from sintrovae_jax.vae import SoftIntroVAE
+
+# TFDS image data sets and their channel counts.
+TFDS_CHANNELS = {'mnist': 1, 'fashion_mnist': 1, 'cifar10': 3, 'svhn_cropped': 3,
+                 'celeb_a_hq/256': 3, 'celeb_a_hq/1024': 3}
+TFDS_SIZES = {'mnist': 28, 'fashion_mnist': 28, 'cifar10': 32, 'svhn_cropped': 32,
+              'celeb_a_hq/256': 256, 'celeb_a_hq/1024': 1024}
+VECTOR_DATASETS = toy_data.DATASETS + ('npy',)
+DATASETS = tuple(TFDS_CHANNELS) + ('image_folder',) + VECTOR_DATASETS
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+class ConfigError(ValueError):
+  """A config field has a value the program cannot run with."""
+
+
+def _fail(field, value, valid):
+  raise ConfigError(f'config.{field}={value!r} is invalid: {valid}. '
+                    f'Fix it in the config file or with --config.{field}=...')
+
+
+def is_vector_data(config) -> bool:
+  return config.dataset in VECTOR_DATASETS
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
+  """Raises ConfigError for the first field that cannot work; `num_devices` = global devices."""
+  if config.dataset not in DATASETS:
+    _fail('dataset', config.dataset, f'expected one of {DATASETS}')
+  positive_ints = ('z_dim', 'batch_size', 'num_train_steps', 'log_every_steps',
+                   'sample_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
+                   'num_grid_images', 'max_nonfinite_steps', 'num_eval_examples',
+                   'num_eval_points', 'shuffle_buffer')
+  for field in positive_ints:
+    value = config[field]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+      _fail(field, value, 'expected a positive integer')
+  if not 0 <= config.num_vae_steps <= config.num_train_steps:
+    _fail('num_vae_steps', config.num_vae_steps,
+          f'expected 0 <= num_vae_steps <= num_train_steps ({config.num_train_steps})')
+  if config.profile_steps < 0:
+    _fail('profile_steps', config.profile_steps, 'expected 0 (off) or a positive number of steps')
+  for field in ('learning_rate',):
+    if not config[field] > 0:
+      _fail(field, config[field], 'expected a positive number')
+  for field in ('beta_kl', 'beta_rec', 'beta_neg', 'gamma_r'):
+    if not config[field] >= 0:
+      _fail(field, config[field], 'expected a number >= 0')
+  if not 0 < config.lr_decay_factor <= 1:
+    _fail('lr_decay_factor', config.lr_decay_factor, 'expected a factor in (0, 1]')
+  decay = tuple(config.lr_decay_steps)
+  if any(not isinstance(m, int) or m <= 0 for m in decay) or list(decay) != sorted(decay):
+    _fail('lr_decay_steps', decay, 'expected increasing positive step numbers, e.g. (10000, 15000)')
+  if not (config.scale == -1 or config.scale > 0):
+    _fail('scale', config.scale, 'expected -1 (automatic: 1/(C*H*W) or 0.5) or a positive number')
+  if config.recon_loss not in losses.RECON_LOSSES:
+    _fail('recon_loss', config.recon_loss, f'expected one of {losses.RECON_LOSSES}')
+  if config.compute_dtype not in COMPUTE_DTYPES:
+    _fail('compute_dtype', config.compute_dtype, f'expected one of {tuple(COMPUTE_DTYPES)}')
+  if num_devices and config.batch_size % num_devices:
+    _fail('batch_size', config.batch_size,
+          f'the global batch must divide evenly over the {num_devices} devices: use a multiple '
+          f'of {num_devices}')
+
+  if is_vector_data(config):
+    hidden = tuple(config.mlp_hidden)
+    if not hidden or any(not isinstance(h, int) or h <= 0 for h in hidden):
+      _fail('mlp_hidden', hidden, 'expected a non-empty tuple of positive widths')
+    if config.dataset == 'npy':
+      if not str(config.data_file).endswith('.npy') or not os.path.isfile(config.data_file):
+        _fail('data_file', config.data_file, 'dataset=npy needs an existing .npy file of points '
+              '[N, D]')
+    return
+
+  channels = tuple(config.channels)
+  if not channels or any(not isinstance(c, int) or c <= 0 for c in channels):
+    _fail('channels', channels, 'expected a non-empty tuple of positive channel counts')
+  if not isinstance(config.image_size, int) or config.image_size <= 0:
+    _fail('image_size', config.image_size, 'expected a positive integer')
+  factor = 2 ** len(channels)
+  if config.image_size % factor:
+    _fail('image_size', config.image_size,
+          f'with channels={channels} the image is halved {len(channels)} times, so it must be '
+          f'a multiple of {factor} (or use fewer channel entries)')
+  native = TFDS_SIZES.get(config.dataset)
+  if native and config.image_size != native:
+    _fail('image_size', config.image_size,
+          f'{config.dataset} images are {native} px; use image_size={native}')
+  if config.dataset == 'image_folder' and not os.path.isdir(config.data_dir):
+    _fail('data_dir', config.data_dir, 'dataset=image_folder needs data_dir to be a folder of '
+          'images (jpg/png, searched recursively)')
+
+
+def data_shape(config, vector_dim: Optional[int] = None) -> Tuple[int, ...]:
+  """One example's shape: [H, W, C] for images, [D] for vectors (`vector_dim` for npy files)."""
+  if config.dataset == 'npy':
+    return (vector_dim,)
+  if is_vector_data(config):
+    return (2,)
+  c = TFDS_CHANNELS.get(config.dataset, 3)
+  return (config.image_size, config.image_size, c)
+
+
+def create_model(config, shape: Tuple[int, ...]) -> SoftIntroVAE:
+  """The image networks for [H, W, C] data, the MLPs for [D] data."""
+  dtype = COMPUTE_DTYPES[config.compute_dtype]
+  if len(shape) == 1:
+    hidden = tuple(config.mlp_hidden)
+    return SoftIntroVAE(models.MLPEncoder(hidden, config.z_dim, dtype=dtype),
+                        models.MLPDecoder(hidden, shape[0], dtype=dtype))
+  channels = tuple(config.channels)
+  return SoftIntroVAE(models.ImageEncoder(channels, config.z_dim, dtype=dtype),
+                      models.ImageDecoder(channels, shape[0], shape[-1], dtype=dtype))
+
+
+def loss_weights(config, shape: Tuple[int, ...]) -> LossWeights:
+  scale = losses.default_scale(shape) if config.scale == -1 else config.scale
+  return LossWeights(beta_rec=config.beta_rec, beta_kl=config.beta_kl, beta_neg=config.beta_neg,
+                     gamma_r=config.gamma_r, scale=scale, recon_loss=config.recon_loss)

@@ -1,0 +1,220 @@
+"""Input pipelines: per-host batches of float32 examples, deterministic from the seed and step.
+
+Images come through tf.data (TFDS or an image folder), points from NumPy (generated 2D sets or a
+.npy file). Each host reads only its share. Every iterator is a function of `(config, start_step)`,
+so a resumed run sees exactly the batches an uninterrupted one would have. Nothing here touches
+JAX arrays; TensorFlow is told to keep off the accelerators.
+"""
+
+import logging
+import os
+from typing import Iterator, List, Optional, Tuple
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from sintrovae_jax import config_lib, toy_data
+
+tf.config.set_visible_devices([], 'GPU')  # TensorFlow stays on the CPU; JAX owns accelerators.
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+_EPOCH_SEED_STRIDE = 1_000_003
+
+
+class DataError(RuntimeError):
+  """The data a config names is missing or unusable; the message says how to prepare it."""
+
+
+def per_host_batch_size(config) -> int:
+  return config.batch_size // jax.process_count()
+
+
+# ----------------------------------------------------------------------------------------------
+# Points: generated 2D sets and .npy files.
+
+
+def load_points(path: str) -> np.ndarray:
+  """An [N, D] float32 array from a .npy file, or a DataError saying what is wrong with it."""
+  try:
+    points = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise DataError(f'Cannot read {path!r} as a .npy array ({e}). Save points with '
+                    f'numpy.save(path, array) where array has shape [N, D].') from e
+  if points.ndim != 2 or points.shape[0] < 2 or not np.issubdtype(points.dtype, np.number):
+    raise DataError(f'{path!r} holds an array of shape {points.shape} and dtype {points.dtype}; '
+                    'expected numbers of shape [N, D] with N >= 2.')
+  if not np.isfinite(points).all():
+    raise DataError(f'{path!r} contains NaN or infinite values; remove those rows first.')
+  return points.astype(np.float32)
+
+
+def point_batches(config, start_step: int = 0,
+                  points: Optional[np.ndarray] = None) -> Iterator[np.ndarray]:
+  """This host's slice of global batch t, for t = start_step, start_step + 1, ...
+
+  Generated sets draw global batch t from `default_rng([seed, t])`; a point file is walked in
+  epoch-wise permutations drawn from `default_rng([seed, epoch])`. Either way the global batch is
+  independent of the number of hosts and devices.
+  """
+  per_host = per_host_batch_size(config)
+  lo = jax.process_index() * per_host
+  if config.dataset != 'npy':
+    for t in range(start_step, 2**62):
+      batch = toy_data.sample(config.dataset, config.batch_size,
+                              np.random.default_rng([config.seed, t]))
+      yield batch[lo:lo + per_host]
+  n = len(points)
+  cache = {}
+
+  def permutation(e):
+    if e not in cache:
+      if len(cache) > 1:  # a batch spans at most two epochs; keep no more
+        cache.clear()
+      cache[e] = np.random.default_rng([config.seed, e]).permutation(n)
+    return cache[e]
+
+  for t in range(start_step, 2**62):
+    epochs, pos = np.divmod(t * config.batch_size + lo + np.arange(per_host), n)
+    idx = np.empty(per_host, np.int64)
+    for e in np.unique(epochs):
+      idx[epochs == e] = permutation(int(e))[pos[epochs == e]]
+    yield points[idx]
+
+
+# ----------------------------------------------------------------------------------------------
+# Images: TFDS and image folders.
+
+
+def scan_image_folder(folder: str) -> Tuple[List[str], List[str]]:
+  """Returns (readable image paths, unreadable ones), sorted, searching `folder` recursively."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  good, bad = [], []
+  for root, _, files in sorted(os.walk(folder)):
+    for name in sorted(files):
+      if not name.lower().endswith(IMAGE_EXTENSIONS):
+        continue
+      path = os.path.join(root, name)
+      try:
+        with Image.open(path) as im:
+          im.verify()
+        good.append(path)
+      except Exception:  # pylint: disable=broad-except
+        bad.append(path)
+  return good, bad
+
+
+def _tfds_split(config, split: str, shuffle_files: bool = False):
+  """Loads this host's share of `split`, or raises DataError with how to prepare the data."""
+  name = config.dataset
+  host_split = tfds.split_for_jax_process(split, drop_remainder=True)
+  data_dir = config.data_dir or None
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    ds = builder.as_dataset(split=host_split, shuffle_files=shuffle_files,
+                            decoders={'image': tfds.decode.SkipDecoding()})
+    num = int(ds.cardinality())
+    if num < 0:  # unknown: count once
+      num = int(ds.reduce(0, lambda n, _: n + 1))
+  except Exception as e:  # pylint: disable=broad-except
+    where = f' --data_dir={data_dir}' if data_dir else ''
+    how = f'tfds build {name}{where}'
+    if name.startswith('celeb_a_hq'):
+      how = ('download the CelebA-HQ archives by hand (see README, "Preparing data"), put them in '
+             f'the TFDS manual folder, then: tfds build {name}{where} --manual_dir=DIR')
+    raise DataError(f'TFDS data set {name!r} split {split!r} is not available ({type(e).__name__}:'
+                    f' {str(e)[:300]}). Prepare it first: {how}') from e
+  return ds, num
+
+
+def _decode(image, size: int, channels: int):
+  """Encoded bytes or a uint8 tensor -> float32 [size, size, channels] in [0, 1]."""
+  if image.dtype == tf.string:
+    image = tf.io.decode_image(image, channels=channels, expand_animations=False)
+  image = tf.ensure_shape(image, [None, None, channels])
+  shape = tf.shape(image)
+  h, w = shape[0], shape[1]
+  if not (image.shape[0] == size and image.shape[1] == size):
+    # Resize the shorter side to `size`, then crop the centre.
+    scale = tf.cast(size, tf.float32) / tf.cast(tf.minimum(h, w), tf.float32)
+    new_h = tf.maximum(size, tf.cast(tf.round(tf.cast(h, tf.float32) * scale), tf.int32))
+    new_w = tf.maximum(size, tf.cast(tf.round(tf.cast(w, tf.float32) * scale), tf.int32))
+    image = tf.image.resize(image, [new_h, new_w], antialias=True)
+    image = tf.image.crop_to_bounding_box(image, (new_h - size) // 2, (new_w - size) // 2, size,
+                                          size)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+  image = tf.cast(image, tf.float32) / 255.0
+  return tf.reshape(image, [size, size, channels])
+
+
+def _image_source(config, split: str):
+  """(dataset of raw images for this host, its size)."""
+  if config.dataset == 'image_folder':
+    good, bad = scan_image_folder(config.data_dir)
+    if bad:
+      logging.warning('Skipping %d unreadable image file(s) in %s, e.g. %s', len(bad),
+                      config.data_dir, bad[:3])
+    host = good[jax.process_index()::jax.process_count()]
+    if not host:
+      raise DataError(f'No readable images (extensions {IMAGE_EXTENSIONS}) under '
+                      f'{config.data_dir!r} for this host; found {len(bad)} unreadable.')
+    ds = tf.data.Dataset.from_tensor_slices(host).map(tf.io.read_file)
+    return ds, len(host)
+  ds, num = _tfds_split(config, split)
+  return ds.map(lambda ex: ex['image']), num
+
+
+def image_batches(config, start_step: int = 0) -> tf.data.Dataset:
+  """Shuffled, repeated, batched, prefetched per-host batches, resumable at `start_step`.
+
+  Epoch e is the host's examples shuffled with seed (seed, e); the stream resumes at example
+  `start_step * per_host_batch` by skipping at most one epoch's undecoded records.
+  """
+  size, channels = config.image_size, config_lib.data_shape(config)[-1]
+  per_host = per_host_batch_size(config)
+  source, num = _image_source(config, config.train_split)
+  consumed = start_step * per_host
+  first_epoch, offset = divmod(consumed, num)
+  buffer = min(config.shuffle_buffer, num)
+
+  def epoch(e):
+    return source.shuffle(buffer, seed=config.seed * _EPOCH_SEED_STRIDE + e,
+                          reshuffle_each_iteration=False)
+
+  ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+  ds = tf.data.Dataset.zip(tf.data.Dataset.range(consumed, 2**62), ds)
+
+  def preprocess(index, raw):
+    image = _decode(raw, size, channels)
+    if config.random_flip:
+      coin = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(config.seed, tf.int64),
+                                                            index]))
+      image = tf.cond(coin < 0.5, lambda: tf.image.flip_left_right(image), lambda: image)
+    return image
+
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  if config.dataset == 'image_folder':
+    ds = ds.ignore_errors()  # files that passed the scan but still fail to decode
+  return ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def eval_images(config) -> np.ndarray:
+  """The first `num_eval_examples` images of the evaluation split (unshuffled), this host's."""
+  size, channels = config.image_size, config_lib.data_shape(config)[-1]
+  split = config.eval_split or config.train_split
+  source, _ = _image_source(config, split)
+  ds = source.take(config.num_eval_examples).map(lambda raw: _decode(raw, size, channels))
+  if config.dataset == 'image_folder':
+    ds = ds.ignore_errors()
+  return np.concatenate([b for b in tfds.as_numpy(ds.batch(256))])
+
+
+def train_iterator(config, start_step: int = 0,
+                   points: Optional[np.ndarray] = None) -> Iterator[np.ndarray]:
+  """Per-host NumPy batches from `start_step` on, whatever the data set."""
+  if config_lib.is_vector_data(config):
+    return point_batches(config, start_step, points)
+  return iter(tfds.as_numpy(image_batches(config, start_step)))

@@ -1,0 +1,111 @@
+"""Data parallelism: multi-host start-up, replication, batch sharding and the pmapped step.
+
+The step itself (train_step.py) averages gradients, metrics and BatchNorm statistics over the
+named axis `AXIS` and draws its noise by global example index, so N devices train the same model
+as one device with the same global batch. Two ways to run it on many devices:
+
+- `pmap_train_step`: `jax.pmap` over every local device; the state is replicated (leading device
+  axis) and batches are sharded to [local_devices, per_device, ...]. What main.py uses.
+- `shard_map_train_step`: for programs written with `jax.jit` and shardings: the same step under
+  `shard_map` on a 1D `Mesh`, state replicated and batch split along the mesh axis.
+"""
+
+import logging
+import os
+from typing import Any, Iterator, Optional
+
+import flax.jax_utils
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = 'batch'
+
+
+def initialize_distributed(coordinator_address: str = '', num_processes: int = 0,
+                           process_id: int = -1) -> None:
+  """Starts `jax.distributed` when this run spans several processes.
+
+  Explicit arguments (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID) are for GPU
+  hosts and CPU clusters; on a Cloud TPU pod slice (several TPU workers) JAX finds its peers itself.
+  Does nothing for a single process.
+  """
+  coordinator_address = coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS', '')
+  num_processes = num_processes or int(os.environ.get('JAX_NUM_PROCESSES', '0'))
+  if process_id < 0:
+    process_id = int(os.environ.get('JAX_PROCESS_ID', '-1'))
+  if coordinator_address:
+    if num_processes <= 0 or not 0 <= process_id < num_processes:
+      raise ValueError(f'With coordinator {coordinator_address!r} give num_processes > 0 and '
+                       f'0 <= process_id < num_processes (got {num_processes}, {process_id}).')
+    if jax.config.jax_platforms in (None, '', 'cpu') and _cpu_only():
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+  elif ',' in os.environ.get('TPU_WORKER_HOSTNAMES', ''):
+    jax.distributed.initialize()
+  logging.info('JAX process %d of %d, %d local of %d devices: %s', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(),
+               jax.local_devices())
+
+
+def _cpu_only() -> bool:
+  return os.environ.get('JAX_PLATFORMS', '') == 'cpu'
+
+
+def check_batch_divides(global_batch: int) -> None:
+  """Raises before any compile when the global batch does not split over all devices."""
+  n = jax.device_count()
+  if global_batch % n:
+    raise ValueError(f'batch_size={global_batch} does not divide over the {n} devices '
+                     f'({jax.process_count()} host(s) x {jax.local_device_count()}): use a '
+                     f'multiple of {n}, e.g. --config.batch_size={max(n, global_batch // n * n)}')
+
+
+def replicate(tree: Any) -> Any:
+  """Copies a pytree onto every local device (leading axis = local device)."""
+  return flax.jax_utils.replicate(tree)
+
+
+def unreplicate(tree: Any) -> Any:
+  """The first device's copy, fetched to host memory."""
+  return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+
+
+def shard(batch: np.ndarray) -> np.ndarray:
+  """[per_host, ...] -> [local_devices, per_device, ...], in order: device d holds rows d*k..."""
+  n = jax.local_device_count()
+  return batch.reshape((n, batch.shape[0] // n) + batch.shape[1:])
+
+
+def prefetch(batches: Iterator[np.ndarray], size: int = 2) -> Iterator[jax.Array]:
+  """Shards host batches and keeps `size` of them on the devices ahead of the step."""
+  return flax.jax_utils.prefetch_to_device(map(shard, batches), size)
+
+
+def pmap_train_step(step_fn):
+  """`step_fn` (from make_train_step(..., axis_name=AXIS)) pmapped, the state's buffers donated."""
+  return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,))
+
+
+def data_mesh(devices: Optional[Any] = None) -> Mesh:
+  """A 1D mesh over all devices, axis AXIS."""
+  return Mesh(np.asarray(devices if devices is not None else jax.devices()), (AXIS,))
+
+
+def shard_map_train_step(step_fn, mesh: Mesh):
+  """`step_fn` (axis_name=AXIS) as a jitted `shard_map`: state replicated, batch split by rows.
+
+  Call with a state placed by `replicate_on_mesh` and a global batch placed by `shard_on_mesh`.
+  """
+  mapped = jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()),
+                         check_vma=False)
+  return jax.jit(mapped, donate_argnums=(0,))
+
+
+def replicate_on_mesh(tree: Any, mesh: Mesh) -> Any:
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_on_mesh(batch: Any, mesh: Mesh) -> Any:
+  return jax.device_put(batch, NamedSharding(mesh, P(AXIS)))

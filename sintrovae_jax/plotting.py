@@ -1,0 +1,86 @@
+"""Pictures people would rather look at than read: image grids, 2D scatters, densities, curves.
+
+Everything returns uint8 RGB arrays [H, W, 3] (for TensorBoard) and can be written as PNG.
+"""
+
+import io
+from typing import Dict, Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+from PIL import Image
+
+
+def image_grid(images: np.ndarray, columns: int = 8, pad: int = 2) -> np.ndarray:
+  """[N, H, W, C] floats in [0, 1] -> one uint8 RGB grid image."""
+  images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+  if images.shape[-1] == 1:
+    images = np.repeat(images, 3, axis=-1)
+  n, h, w, _ = images.shape
+  columns = min(columns, n)
+  rows = -(-n // columns)
+  out = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), np.float32)
+  for i, im in enumerate(images):
+    r, c = divmod(i, columns)
+    out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = im
+  return (out * 255).round().astype(np.uint8)
+
+
+def stack_panels(panels: Sequence[np.ndarray], pad: int = 6) -> np.ndarray:
+  """Puts uint8 images side by side on a white background."""
+  h = max(p.shape[0] for p in panels)
+  padded = [np.pad(p, ((0, h - p.shape[0]), (0, pad), (0, 0)), constant_values=255)
+            for p in panels]
+  return np.concatenate(padded, axis=1)
+
+
+def _figure_to_array(fig) -> np.ndarray:
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', dpi=100, bbox_inches='tight')
+  plt.close(fig)
+  buf.seek(0)
+  return np.asarray(Image.open(buf).convert('RGB'))
+
+
+def scatter_2d(real: np.ndarray, fake: np.ndarray, grid_range: float, title: str = '') -> np.ndarray:
+  """Real and generated points over the evaluation range."""
+  fig, ax = plt.subplots(figsize=(5, 5))
+  ax.scatter(real[:, 0], real[:, 1], s=2, alpha=0.4, c='tab:blue', label='real')
+  ax.scatter(fake[:, 0], fake[:, 1], s=2, alpha=0.4, c='tab:red', label='generated')
+  ax.set_xlim(-grid_range, grid_range)
+  ax.set_ylim(-grid_range, grid_range)
+  ax.set_aspect('equal')
+  ax.legend(loc='upper right', markerscale=4)
+  ax.set_title(title)
+  return _figure_to_array(fig)
+
+
+def density_2d(density: np.ndarray, grid_range: float, title: str = '') -> np.ndarray:
+  """`exp(-(KL + REC))` on a square grid (row-major, y outer), as an image."""
+  fig, ax = plt.subplots(figsize=(5, 5))
+  r = grid_range
+  ax.imshow(density, origin='lower', extent=(-r, r, -r, r), cmap='viridis')
+  ax.set_title(title or 'density exp(-(KL + REC))')
+  return _figure_to_array(fig)
+
+
+def curves(steps: Sequence[int], series: Dict[str, Sequence[float]], title: str = '',
+           log_y: bool = False) -> np.ndarray:
+  """Line plot of named series against steps."""
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for name, values in series.items():
+    ax.plot(steps, values, label=name)
+  if log_y:
+    ax.set_yscale('log')
+  ax.set_xlabel('step')
+  ax.legend()
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  return _figure_to_array(fig)
+
+
+def save_png(image: np.ndarray, path: str) -> None:
+  Image.fromarray(np.asarray(image, np.uint8)).save(path)

@@ -1,0 +1,388 @@
+"""The training program: build, restore, train with logging, pictures and checkpoints, evaluate.
+
+`train_and_evaluate(config, workdir)` is what `main.py` runs. It validates the config before
+anything compiles, resumes from the latest checkpoint in `workdir` (the data stream resumes with
+it), saves on SIGTERM, and writes `eval_results.json` at the end.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+from typing import Any, Dict, List, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from clu import metric_writers, periodic_actions
+
+from sintrovae_jax import (config_lib, inference, input_pipeline, metrics_2d, parallel, plotting,
+                           toy_data)
+from sintrovae_jax.train_state import (TrainState, create_train_state, learning_rate_schedule,
+                                       make_optimizer)
+from sintrovae_jax.train_step import make_train_step
+from sintrovae_jax.vae import SoftIntroVAE
+
+
+class TrainingDiverged(RuntimeError):
+  """Too many consecutive non-finite steps; the last good checkpoint is left in place."""
+
+
+@dataclasses.dataclass
+class Experiment:
+  """What a config builds: data, networks, objective weights and the initial train state."""
+  config: ml_collections.ConfigDict
+  shape: Tuple[int, ...]
+  model: SoftIntroVAE
+  state: TrainState
+  points: Optional[np.ndarray]  # the .npy file's points, for dataset='npy'
+
+  @property
+  def is_vector(self) -> bool:
+    return len(self.shape) == 1
+
+
+def build(config: ml_collections.ConfigDict) -> Experiment:
+  """Validates `config` and builds everything but the data stream. Raises before compiling."""
+  config_lib.validate(config, num_devices=jax.device_count())
+  points = input_pipeline.load_points(config.data_file) if config.dataset == 'npy' else None
+  shape = config_lib.data_shape(config, None if points is None else points.shape[1])
+  model = config_lib.create_model(config, shape)
+  tx = make_optimizer(learning_rate_schedule(config.learning_rate, tuple(config.lr_decay_steps),
+                                             config.lr_decay_factor))
+  state = create_train_state(model, jax.random.PRNGKey(config.seed), shape, tx)
+  return Experiment(config, shape, model, state, points)
+
+
+def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                               options=options)
+
+
+def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
+  """The latest checkpoint restored into `state`'s structure, or `state` if there is none."""
+  step = manager.latest_step()
+  if step is None:
+    return state
+  logging.info('Resuming from checkpoint at step %d in %s', step, manager.directory)
+  return manager.restore(step, args=ocp.args.StandardRestore(state))
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging.
+
+
+class MetricLog:
+  """Per-step device metrics, summarised every `log_every_steps` and kept in history.jsonl."""
+
+  def __init__(self, workdir: str, writer, config):
+    self.path = os.path.join(workdir, 'history.jsonl')
+    self.writer, self.config = writer, config
+    self.pending: List[Dict[str, jax.Array]] = []
+    self.nonfinite_run = 0
+
+  def add(self, metrics) -> None:
+    self.pending.append(metrics)
+
+  def flush(self, step: int) -> Dict[str, float]:
+    """Writes the mean of the pending steps; raises TrainingDiverged on a long non-finite run."""
+    steps = [jax.tree.map(lambda x: float(np.asarray(x)[0]), m)
+             for m in jax.device_get(self.pending)]
+    self.pending = []
+    for m in steps:
+      self.nonfinite_run = self.nonfinite_run + 1 if m['nonfinite'] else 0
+      if self.nonfinite_run >= self.config.max_nonfinite_steps:
+        raise TrainingDiverged(
+            f'{self.nonfinite_run} consecutive non-finite steps up to step {step}: training has '
+            'diverged. The last good checkpoint is kept; try a lower learning_rate, a smaller '
+            'beta_neg or bfloat16 off.')
+    finite = [m for m in steps if not m['nonfinite']] or steps
+    summary = {k: float(np.mean([m[k] for m in finite])) for k in steps[0]}
+    summary['nonfinite'] = float(sum(m['nonfinite'] for m in steps))
+    if summary['soft_intro'] == 0:  # warm-up: the Soft-IntroVAE terms were not computed
+      for k in ('kl_fake', 'kl_rec', 'diff_kl', 'exp_elbo_fake', 'exp_elbo_rec', 'loss_enc',
+                'loss_dec'):
+        summary.pop(k)
+    else:
+      summary.pop('loss_vae')
+      if summary['kl_real'] > summary['kl_fake']:
+        logging.warning('Step %d: kl_real (%.4g) is above kl_fake (%.4g): the model does not '
+                        'tell generated data from real. If this persists, try a larger beta_neg.',
+                        step, summary['kl_real'], summary['kl_fake'])
+    self.writer.write_scalars(step, summary)
+    if jax.process_index() == 0:
+      with open(self.path, 'a') as f:
+        f.write(json.dumps({'step': step, **summary}) + '\n')
+    return summary
+
+  def history(self) -> List[Dict[str, float]]:
+    if not os.path.exists(self.path):
+      return []
+    with open(self.path) as f:
+      return [json.loads(line) for line in f if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------
+# Pictures and evaluation.
+
+
+def _points_eval(exp: Experiment, num: int, seed: int) -> np.ndarray:
+  rng = np.random.default_rng(seed)
+  if exp.points is not None:
+    return exp.points[rng.choice(len(exp.points), min(num, len(exp.points)), replace=False)]
+  return toy_data.sample(exp.config.dataset, num, rng)
+
+
+def _grid_range(exp: Experiment) -> float:
+  if exp.points is None:
+    return toy_data.GRID_RANGE[exp.config.dataset]
+  return float(np.abs(exp.points).max() * 1.1)
+
+
+def _batched(fn, x: np.ndarray, size: int = 65_536) -> np.ndarray:
+  return np.concatenate([np.asarray(fn(x[i:i + size])) for i in range(0, len(x), size)])
+
+
+def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarray, writer,
+                   workdir: str) -> None:
+  """Real / reconstruction / sample grids (images) or scatter and density plots (2D)."""
+  config, model = exp.config, exp.model
+  key = jax.random.PRNGKey(config.eval_seed)
+  pictures = {}
+  if exp.is_vector:
+    if exp.shape[0] != 2:
+      return
+    r = _grid_range(exp)
+    fake = np.asarray(inference.sample(model, state, key, len(real)))
+    pictures['scatter'] = plotting.scatter_2d(real, fake, r, f'step {step}')
+    size = 200
+    nelbo = _batched(jax.jit(lambda x: inference.negative_elbo(model, state, x)),
+                     metrics_2d.grid(r, size))
+    pictures['density'] = plotting.density_2d(np.exp(-nelbo).reshape(size, size), r,
+                                              f'exp(-(KL + REC)), step {step}')
+  else:
+    rec = inference.reconstruct(model, state, real, config.recon_loss)
+    fake = inference.sample(model, state, key, len(real), config.recon_loss)
+    pictures['real_rec_sample'] = plotting.stack_panels(
+        [plotting.image_grid(real), plotting.image_grid(np.asarray(rec)),
+         plotting.image_grid(np.asarray(fake))])
+  writer.write_images(step, {k: v[None] for k, v in pictures.items()})
+  if jax.process_index() == 0:
+    folder = os.path.join(workdir, 'pictures')
+    os.makedirs(folder, exist_ok=True)
+    for name, image in pictures.items():
+      plotting.save_png(image, os.path.join(folder, f'{name}_{step:08d}.png'))
+
+
+def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
+  """KL (real, fake, rec) and reconstruction-error curves over the run."""
+  soft = [h for h in history if 'kl_fake' in h]
+  folder = os.path.join(workdir, 'pictures')
+  os.makedirs(folder, exist_ok=True)
+  if soft:
+    image = plotting.curves([h['step'] for h in soft],
+                            {k: [h[k] for h in soft] for k in ('kl_real', 'kl_fake', 'kl_rec')},
+                            'KL of real, generated and reconstructed data')
+    plotting.save_png(image, os.path.join(folder, 'kl_curves.png'))
+  if history:
+    image = plotting.curves([h['step'] for h in history],
+                            {k: [h[k] for h in history]
+                             for k in ('loss_rec', 'rec_error_deterministic')},
+                            'reconstruction error', log_y=True)
+    plotting.save_png(image, os.path.join(folder, 'reconstruction_curves.png'))
+
+
+def evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
+  """Final metrics, seeded by config.eval_seed: equal parameters give equal numbers.
+
+  2D data: ALGORITHM.md's kl, jsd and gnelbo. Images: deterministic reconstruction error, KL and
+  negative ELBO (z = mu, unit betas) on the evaluation split.
+  """
+  config, model = exp.config, exp.model
+  nelbo_fn = jax.jit(lambda x: inference.negative_elbo(model, state, x))
+  if exp.is_vector:
+    real = _points_eval(exp, config.num_eval_points, config.eval_seed)
+    results = {'rec_error_deterministic': float(np.mean(
+        _batched(jax.jit(lambda x: jnp.sum((inference.reconstruct(model, state, x) - x) ** 2, -1)),
+                 real)))}
+    if exp.shape[0] == 2:
+      r = _grid_range(exp)
+      fake = np.asarray(inference.sample(model, state, jax.random.PRNGKey(config.eval_seed),
+                                         config.num_eval_points))
+      results.update(metrics_2d.kl_and_jsd(real, fake, r))
+      data = _points_eval(exp, 12_800, config.eval_seed + 1)
+      results['gnelbo'] = metrics_2d.grid_normalised_elbo(lambda x: _batched(nelbo_fn, x), data, r)
+    return results
+  images = input_pipeline.eval_images(config)
+
+  def per_image(x):
+    mu, logvar = inference.encode(model, state, x)
+    rec = inference.decode(model, state, mu, config.recon_loss)
+    return jnp.stack([jnp.sum(((rec - x) ** 2).reshape(len(x), -1), -1),
+                      -0.5 * jnp.sum(1 + logvar - jnp.exp(logvar) - mu ** 2, -1)], -1)
+
+  values = _batched(jax.jit(per_image), images, size=64)
+  return {'rec_error_deterministic': float(values[:, 0].mean()), 'kl': float(values[:, 1].mean()),
+          'neg_elbo': float(values.sum(1).mean()), 'num_examples': int(len(images))}
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop.
+
+
+class _Preemption:
+  """SIGTERM (a preempted VM) sets a flag; the loop saves and exits at the next step."""
+
+  def __init__(self):
+    self.requested = False
+    try:
+      signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      pass
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    logging.warning('SIGTERM received: saving a checkpoint and stopping.')
+    self.requested = True
+
+  def __call__(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      try:
+        return multihost_utils.reached_preemption_sync_point(step) or self.requested
+      except RuntimeError:  # no preemption service: rely on the signal alone
+        return self.requested
+    return self.requested
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[Dict[str, float]]:
+  """Trains per `config`, resuming from `workdir`; returns the final evaluation (None if stopped)."""
+  exp = build(config)
+  os.makedirs(workdir, exist_ok=True)
+  manager = checkpoint_manager(workdir, config)
+  state = restore_latest(manager, exp.state)
+  start = int(state.step)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if start == 0:
+    writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                          for k, v in config.items()})
+  step_fn = make_train_step(exp.model, config_lib.loss_weights(config, exp.shape),
+                            config.num_vae_steps, axis_name=parallel.AXIS)
+  p_step = parallel.pmap_train_step(step_fn)
+  host_batches = input_pipeline.train_iterator(config, start, exp.points)
+  first = next(host_batches)
+  real_for_pictures = (_points_eval(exp, config.num_eval_points, config.eval_seed)
+                       if exp.is_vector else first[:config.num_grid_images])
+  batches = parallel.prefetch(_chain(first, host_batches))
+  r_state = parallel.replicate(state)
+
+  log = MetricLog(workdir, writer, config)
+  hooks = []
+  if jax.process_index() == 0:
+    hooks.append(periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                                 writer=writer,
+                                                 every_steps=config.log_every_steps))
+    if config.profile_steps:
+      hooks.append(periodic_actions.Profile(num_profile_steps=config.profile_steps,
+                                            logdir=workdir))
+  preempted = _Preemption()
+  logging.info('Training %s from step %d to %d on %d device(s).', config.dataset, start,
+               config.num_train_steps, jax.device_count())
+
+  def save(step):
+    manager.save(step, args=ocp.args.StandardSave(parallel.unreplicate(r_state)), force=True)
+    manager.wait_until_finished()
+
+  for step in range(start + 1, config.num_train_steps + 1):
+    with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      r_state, metrics = p_step(r_state, next(batches))
+    log.add(metrics)
+    for hook in hooks:
+      hook(step)
+    last = step == config.num_train_steps
+    if step % config.log_every_steps == 0 or last:
+      log.flush(step)  # raises TrainingDiverged before anything is saved
+    if step % config.sample_every_steps == 0 or last:
+      write_pictures(exp, parallel.unreplicate(r_state), step, real_for_pictures, writer, workdir)
+    if step % config.checkpoint_every_steps == 0 or last:
+      save(step)
+    if preempted(step):
+      if log.pending:
+        log.flush(step)
+      save(step)
+      writer.flush()
+      logging.warning('Stopped at step %d after SIGTERM; rerun the same command to resume.', step)
+      return None
+
+  final = parallel.unreplicate(r_state)
+  write_curves(log.history(), workdir)
+  results = evaluate(exp, final)
+  writer.write_scalars(config.num_train_steps, {f'eval/{k}': v for k, v in results.items()})
+  writer.flush()
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
+      json.dump(results, f, indent=2, sort_keys=True)
+  logging.info('Final evaluation: %s', results)
+  return results
+
+
+def _chain(first, rest):
+  yield first
+  yield from rest
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling from a trained run.
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was trained with (saved as config.json)."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'No config.json in {workdir!r}: is it the --workdir of a training '
+                            'run? Or pass --config.')
+  with open(path) as f:
+    values = json.load(f)
+  for key in ('channels', 'mlp_hidden', 'lr_decay_steps'):
+    values[key] = tuple(values[key])
+  return ml_collections.ConfigDict(values)
+
+
+def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num: int = 64,
+                           interpolation_steps: int = 10) -> List[str]:
+  """Writes `num` generated examples and an interpolation strip from the latest checkpoint."""
+  exp = build(config)
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f'No checkpoint under {workdir!r}/checkpoints to sample from.')
+  state = restore_latest(manager, exp.state)
+  folder = os.path.join(workdir, 'samples')
+  os.makedirs(folder, exist_ok=True)
+  key_samples, key_ends = jax.random.split(jax.random.PRNGKey(config.eval_seed))
+  fake = np.asarray(inference.sample(exp.model, state, key_samples, num, config.recon_loss))
+  step = int(state.step)
+  paths = []
+  if exp.is_vector:
+    np.save(os.path.join(folder, f'samples_{step:08d}.npy'), fake)
+    paths.append(os.path.join(folder, f'samples_{step:08d}.npy'))
+    if exp.shape[0] == 2:
+      real = _points_eval(exp, num, config.eval_seed)
+      image = plotting.scatter_2d(real, fake, _grid_range(exp), f'step {step}')
+      paths.append(os.path.join(folder, f'scatter_{step:08d}.png'))
+      plotting.save_png(image, paths[-1])
+    return paths
+  ends = jax.random.normal(key_ends, (2, exp.model.z_dim))
+  t = jnp.linspace(0.0, 1.0, interpolation_steps)[:, None]
+  strip = inference.decode(exp.model, state, (1 - t) * ends[0] + t * ends[1], config.recon_loss)
+  for name, images, columns in (('samples', fake, 8),
+                                ('interpolation', np.asarray(strip), interpolation_steps)):
+    paths.append(os.path.join(folder, f'{name}_{step:08d}.png'))
+    plotting.save_png(plotting.image_grid(images, columns=columns), paths[-1])
+  return paths

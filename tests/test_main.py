@@ -1,0 +1,225 @@
+"""End-to-end runs of the training program on tiny settings, and its error messages."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from configs import default, image_folder, mnist, toy2d
+from sintrovae_jax import config_lib, input_pipeline, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_IMAGE = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,
+                  sample_every_steps=2, checkpoint_every_steps=2, num_grid_images=4,
+                  num_eval_examples=8, shuffle_buffer=16)
+
+
+def tiny_2d_flags(steps=60, vae=20):
+  return ['--config.mlp_hidden=(16,16)', f'--config.num_train_steps={steps}',
+          f'--config.num_vae_steps={vae}', '--config.batch_size=64', '--config.log_every_steps=20',
+          '--config.sample_every_steps=30', '--config.checkpoint_every_steps=30',
+          '--config.num_eval_points=500', '--config.lr_decay_steps=(40,)']
+
+
+def run_main(*args, timeout=240, **kwargs):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
+  return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, env=env, text=True,
+                        capture_output=True, timeout=timeout, **kwargs)
+
+
+def params_of(workdir, config):
+  exp = train.build(config)
+  state = train.restore_latest(train.checkpoint_manager(workdir, config), exp.state)
+  return state
+
+
+def assert_states_close(a, b):
+  assert int(a.step) == int(b.step)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_2d_run_writes_results_pictures_and_samples(tmp_path):
+  workdir = str(tmp_path / 'run')
+  out = run_main('--config=configs/toy2d.py:8gaussians', f'--workdir={workdir}', *tiny_2d_flags())
+  assert out.returncode == 0, out.stderr[-3000:]
+  results = json.load(open(os.path.join(workdir, 'eval_results.json')))
+  assert set(results) >= {'kl', 'jsd', 'gnelbo'} and all(np.isfinite(list(results.values())))
+  pictures = set(os.listdir(os.path.join(workdir, 'pictures')))
+  assert {'scatter_00000060.png', 'density_00000060.png', 'kl_curves.png',
+          'reconstruction_curves.png'} <= pictures
+  history = [json.loads(l) for l in open(os.path.join(workdir, 'history.jsonl'))]
+  assert [h['step'] for h in history] == [20, 40, 60]
+  assert 'kl_fake' not in history[0] and 'kl_fake' in history[-1]
+  np.testing.assert_allclose(history[-1]['learning_rate'], 2e-5, rtol=1e-5)
+  # Evaluation is seeded: the same parameters give the same numbers.
+  config = toy2d.get_config('8gaussians')
+  config.update(dict(mlp_hidden=(16, 16), num_eval_points=500))
+  again = train.evaluate(train.build(config), params_of(workdir, config))
+  for k in ('kl', 'jsd', 'gnelbo'):
+    np.testing.assert_allclose(again[k], results[k], rtol=1e-6)
+
+  out = run_main('--mode=sample', f'--workdir={workdir}', '--num_samples=100')
+  assert out.returncode == 0, out.stderr[-3000:]
+  samples = np.load(os.path.join(workdir, 'samples', 'samples_00000060.npy'))
+  assert samples.shape == (100, 2) and os.path.exists(
+      os.path.join(workdir, 'samples', 'scatter_00000060.png'))
+
+
+def _tiny_mnist(**overrides):
+  config = mnist.get_config()
+  config.update(TINY_IMAGE)
+  config.update(overrides)
+  return config
+
+
+def test_image_run_on_mock_tfds_and_resume_equals_uninterrupted(tmp_path):
+  with tfds.testing.mock_data(num_examples=12):
+    config = _tiny_mnist()
+    results = train.train_and_evaluate(config, str(tmp_path / 'full'))
+    assert set(results) == {'rec_error_deterministic', 'kl', 'neg_elbo', 'num_examples'}
+    assert results['num_examples'] == 8
+    grid = Image.open(tmp_path / 'full' / 'pictures' / 'real_rec_sample_00000004.png')
+    assert grid.size[0] > 3 * grid.size[1]  # three panels side by side
+
+    # Stop at step 2 (a checkpoint), then resume to 4 in the same workdir.
+    train.train_and_evaluate(_tiny_mnist(num_train_steps=2), str(tmp_path / 'split'))
+    train.train_and_evaluate(config, str(tmp_path / 'split'))
+    assert_states_close(params_of(str(tmp_path / 'split'), config),
+                        params_of(str(tmp_path / 'full'), config))
+
+
+def test_2d_resume_after_sigterm_equals_uninterrupted(tmp_path):
+  flags = tiny_2d_flags(steps=3000, vae=20) + ['--config.checkpoint_every_steps=100000',
+                                               '--config.sample_every_steps=100000']
+  stopped = str(tmp_path / 'stopped')
+  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.Popen([sys.executable, 'main.py', '--config=configs/toy2d.py:8gaussians',
+                           f'--workdir={stopped}', *flags], cwd=ROOT, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  deadline = time.time() + 180
+  history = os.path.join(stopped, 'history.jsonl')
+  while not os.path.exists(history) and time.time() < deadline:
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  output, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, output[-3000:]
+  assert 'SIGTERM' in output
+  config = toy2d.get_config('8gaussians')
+  config.update(dict(mlp_hidden=(16, 16), num_train_steps=3000, num_vae_steps=20, batch_size=64))
+  stop_step = train.checkpoint_manager(stopped, config).latest_step()
+  assert stop_step is not None and 20 <= stop_step < 3000
+
+  # Resume to a final step a little past the stop, and compare with a run that never stopped.
+  end = stop_step + 30
+  resumed = run_main('--config=configs/toy2d.py:8gaussians', f'--workdir={stopped}', *flags,
+                     f'--config.num_train_steps={end}')
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  straight = run_main('--config=configs/toy2d.py:8gaussians', f'--workdir={tmp_path / "straight"}',
+                      *flags, f'--config.num_train_steps={end}')
+  assert straight.returncode == 0, straight.stderr[-3000:]
+  config.num_train_steps = end
+  assert_states_close(params_of(stopped, config), params_of(str(tmp_path / 'straight'), config))
+
+
+def test_image_folder_skips_corrupt_files(tmp_path):
+  folder = tmp_path / 'images' / 'nested'
+  folder.mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  for i in range(6):
+    Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f'{i}.png')
+  (folder / 'broken.jpg').write_bytes(b'not an image at all')
+  (folder / 'notes.txt').write_text('ignored')
+  good, bad = input_pipeline.scan_image_folder(str(tmp_path / 'images'))
+  assert len(good) == 6 and [os.path.basename(b) for b in bad] == ['broken.jpg']
+
+  out = run_main('--config=configs/image_folder.py', f'--workdir={tmp_path / "run"}',
+                 f'--config.data_dir={tmp_path / "images"}', '--config.image_size=16',
+                 *[f'--config.{k}={v}' for k, v in TINY_IMAGE.items() if k != 'channels'],
+                 '--config.channels=(8,16)')
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'Skipping 1 unreadable image file' in out.stderr
+  assert os.path.exists(tmp_path / 'run' / 'pictures' / 'real_rec_sample_00000004.png')
+  config = image_folder.get_config()
+  config.update(dict(TINY_IMAGE, data_dir=str(tmp_path / 'images'), image_size=16))
+  batch = next(input_pipeline.train_iterator(config))
+  assert batch.shape == (4, 16, 16, 3) and 0 <= batch.min() and batch.max() <= 1
+
+
+BAD_CONFIGS = [
+    ('dataset', 'imagenet', 'expected one of'),
+    ('image_size', 30, 'multiple of 4'),
+    ('batch_size', 0, 'positive integer'),
+    ('num_vae_steps', 10**9, 'num_vae_steps <= num_train_steps'),
+    ('recon_loss', 'huber', "('mse', 'l1', 'bce')"),
+    ('compute_dtype', 'float16', "('float32', 'bfloat16')"),
+    ('beta_neg', -1.0, '>= 0'),
+    ('lr_decay_steps', (20, 10), 'increasing'),
+    ('learning_rate', 0.0, 'positive'),
+]
+
+
+@pytest.mark.parametrize('field,value,valid', BAD_CONFIGS)
+def test_bad_config_names_field_value_and_fix(field, value, valid):
+  config = _tiny_mnist()
+  config[field] = value
+  with pytest.raises(config_lib.ConfigError) as err:
+    config_lib.validate(config)
+  message = str(err.value)
+  assert f'config.{field}={value!r}' in message and valid in message
+
+
+def test_config_checks_devices_data_files_and_folders(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match='divide evenly over the 3 devices'):
+    config_lib.validate(_tiny_mnist(batch_size=4), num_devices=3)
+  config = toy2d.get_config('npy')
+  config.data_file = str(tmp_path / 'missing.npy')
+  with pytest.raises(config_lib.ConfigError, match='data_file'):
+    config_lib.validate(config)
+  config = image_folder.get_config()
+  config.data_dir = str(tmp_path / 'nowhere')
+  with pytest.raises(config_lib.ConfigError, match='data_dir'):
+    config_lib.validate(config)
+  with pytest.raises(ValueError, match='toy2d.py takes one of'):
+    toy2d.get_config('moons')
+
+
+def test_bad_config_on_the_command_line_fails_before_compiling(tmp_path):
+  out = run_main('--config=configs/cifar10.py', f'--workdir={tmp_path}', '--config.image_size=36')
+  assert out.returncode != 0
+  assert 'config.image_size=36 is invalid' in out.stderr and 'multiple of 8' in out.stderr
+
+
+def test_missing_tfds_dataset_says_how_to_prepare_it(tmp_path):
+  config = _tiny_mnist(data_dir=str(tmp_path))
+  with pytest.raises(input_pipeline.DataError, match=f'tfds build mnist --data_dir={tmp_path}'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_npy_points_train_and_bad_files_are_reported(tmp_path):
+  points = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+  np.save(tmp_path / 'points.npy', points)
+  config = toy2d.get_config('npy')
+  config.update(dict(data_file=str(tmp_path / 'points.npy'), mlp_hidden=(8,), batch_size=32,
+                     num_train_steps=6, num_vae_steps=3, log_every_steps=3,
+                     sample_every_steps=6, checkpoint_every_steps=6, num_eval_points=100))
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert set(results) == {'rec_error_deterministic'}  # no 2D metrics for 3D points
+  # Every point is seen once per epoch, in a seeded order that does not depend on the start step.
+  seen = np.concatenate([b for _, b in zip(range(30), input_pipeline.point_batches(
+      config, 0, points))])
+  np.testing.assert_array_equal(np.sort(seen[:288], axis=0),
+                                np.sort(points[np.isin(points[:, 0], seen[:288, 0])], axis=0))
+  resumed = next(input_pipeline.point_batches(config, 17, points))
+  np.testing.assert_array_equal(resumed, seen[17 * 32:18 * 32])
+  np.save(tmp_path / 'bad.npy', np.array([1.0, np.nan, 2.0]))
+  with pytest.raises(input_pipeline.DataError, match=r'shape \[N, D\]'):
+    input_pipeline.load_points(str(tmp_path / 'bad.npy'))
