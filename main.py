@@ -24,9 +24,17 @@ flags.DEFINE_integer('process_id', -1, 'Multi-process runs: this process, 0..num
 flags.mark_flags_as_required(['workdir'])
 
 
+class _QuietLibraries(logging.Filter):
+  """Keeps orbax's per-save INFO chatter out of the training log (its warnings still show)."""
+
+  def filter(self, record):
+    return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+
+
 def main(argv):
   del argv
-  logging.getLogger().setLevel(logging.INFO)
+  for handler in logging.getLogger().handlers:
+    handler.addFilter(_QuietLibraries())
   parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                   FLAGS.process_id)
   logging.info('JAX process %d / %d, local devices %s', jax.process_index(), jax.process_count(),

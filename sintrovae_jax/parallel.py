@@ -38,8 +38,8 @@ def initialize_distributed(coordinator_address: str = '', num_processes: int = 0
     if num_processes <= 0 or not 0 <= process_id < num_processes:
       raise ValueError(f'With coordinator {coordinator_address!r} give num_processes > 0 and '
                        f'0 <= process_id < num_processes (got {num_processes}, {process_id}).')
-    if jax.config.jax_platforms in (None, '', 'cpu') and _cpu_only():
-      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    # Collectives between CPU devices of different processes (test clusters); GPUs use NCCL.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id)
   elif ',' in os.environ.get('TPU_WORKER_HOSTNAMES', ''):
@@ -49,27 +49,22 @@ def initialize_distributed(coordinator_address: str = '', num_processes: int = 0
                jax.local_devices())
 
 
-def _cpu_only() -> bool:
-  return os.environ.get('JAX_PLATFORMS', '') == 'cpu'
-
-
-def check_batch_divides(global_batch: int) -> None:
-  """Raises before any compile when the global batch does not split over all devices."""
-  n = jax.device_count()
-  if global_batch % n:
-    raise ValueError(f'batch_size={global_batch} does not divide over the {n} devices '
-                     f'({jax.process_count()} host(s) x {jax.local_device_count()}): use a '
-                     f'multiple of {n}, e.g. --config.batch_size={max(n, global_batch // n * n)}')
-
-
 def replicate(tree: Any) -> Any:
   """Copies a pytree onto every local device (leading axis = local device)."""
   return flax.jax_utils.replicate(tree)
 
 
 def unreplicate(tree: Any) -> Any:
-  """The first device's copy, fetched to host memory."""
-  return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+  """The first local device's copy, fetched to host memory.
+
+  Reads this process's own shard only: on several hosts, indexing a pmap output would be a
+  computation over every process, which must not run on one host alone.
+  """
+  def first(x):
+    if isinstance(x, jax.Array):  # its first local shard is [1, ...] or [...], by JAX version
+      return np.asarray(x.addressable_data(0)).reshape(x.shape[1:])
+    return np.asarray(x[0])
+  return jax.tree.map(first, tree)
 
 
 def shard(batch: np.ndarray) -> np.ndarray:

@@ -90,8 +90,7 @@ class MetricLog:
 
   def flush(self, step: int) -> Dict[str, float]:
     """Writes the mean of the pending steps; raises TrainingDiverged on a long non-finite run."""
-    steps = [jax.tree.map(lambda x: float(np.asarray(x)[0]), m)
-             for m in jax.device_get(self.pending)]
+    steps = [jax.tree.map(float, m) for m in parallel.unreplicate(self.pending)]
     self.pending = []
     for m in steps:
       self.nonfinite_run = self.nonfinite_run + 1 if m['nonfinite'] else 0
@@ -109,7 +108,7 @@ class MetricLog:
         summary.pop(k)
     else:
       summary.pop('loss_vae')
-      if summary['kl_real'] > summary['kl_fake']:
+      if summary['kl_real'] > summary['kl_fake'] and jax.process_index() == 0:
         logging.warning('Step %d: kl_real (%.4g) is above kl_fake (%.4g): the model does not '
                         'tell generated data from real. If this persists, try a larger beta_neg.',
                         step, summary['kl_real'], summary['kl_fake'])
@@ -149,7 +148,7 @@ def _batched(fn, x: np.ndarray, size: int = 65_536) -> np.ndarray:
 
 def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarray, writer,
                    workdir: str) -> None:
-  """Real / reconstruction / sample grids (images) or scatter and density plots (2D)."""
+  """Real / reconstruction / sample grids (images) or scatter and density plots (2D); host 0."""
   config, model = exp.config, exp.model
   key = jax.random.PRNGKey(config.eval_seed)
   pictures = {}
@@ -171,11 +170,10 @@ def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarr
         [plotting.image_grid(real), plotting.image_grid(np.asarray(rec)),
          plotting.image_grid(np.asarray(fake))])
   writer.write_images(step, {k: v[None] for k, v in pictures.items()})
-  if jax.process_index() == 0:
-    folder = os.path.join(workdir, 'pictures')
-    os.makedirs(folder, exist_ok=True)
-    for name, image in pictures.items():
-      plotting.save_png(image, os.path.join(folder, f'{name}_{step:08d}.png'))
+  folder = os.path.join(workdir, 'pictures')
+  os.makedirs(folder, exist_ok=True)
+  for name, image in pictures.items():
+    plotting.save_png(image, os.path.join(folder, f'{name}_{step:08d}.png'))
 
 
 def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
@@ -309,7 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
     last = step == config.num_train_steps
     if step % config.log_every_steps == 0 or last:
       log.flush(step)  # raises TrainingDiverged before anything is saved
-    if step % config.sample_every_steps == 0 or last:
+    if (step % config.sample_every_steps == 0 or last) and jax.process_index() == 0:
       write_pictures(exp, parallel.unreplicate(r_state), step, real_for_pictures, writer, workdir)
     if step % config.checkpoint_every_steps == 0 or last:
       save(step)

@@ -1,9 +1,26 @@
-"""Shared test helpers: tiny networks and a NumPy restatement of the MLPs."""
+"""Shared test helpers: tiny networks and a NumPy restatement of the MLPs.
 
-import numpy as np
-import pytest
+Compiled programs are cached on disk for the session (and inherited by the subprocesses the tests
+start), so the several runs of one tiny program compile once.
+"""
 
-import sintrovae_jax as sv
+import os
+import tempfile
+
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                      os.path.join(tempfile.gettempdir(), 'sintrovae_jax_test_xla_cache'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
+
+jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
 def mlp_model(x_dim=2, z_dim=2, hidden=(16, 16)):

@@ -1,0 +1,93 @@
+"""Data parallelism: N devices, and two processes, train the same model as one device."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import toy2d
+from sintrovae_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(devices):
+  return dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
+              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+
+
+@pytest.mark.parametrize('kind', ['2d', 'image'])
+def test_four_devices_equal_one_device(kind):
+  out = subprocess.run([sys.executable, 'tests/multidevice_check.py', kind], cwd=ROOT,
+                       env=_env(4), text=True, capture_output=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  d = json.loads(out.stdout.strip().splitlines()[-1])
+  assert d['devices'] == 4
+  assert d['moved'] > 1e-3  # ten steps did train
+  tol = 1e-5 * max(1.0, d['param_scale'])
+  for key in ('params_pmap', 'params_shard_map', 'stats_pmap', 'stats_shard_map'):
+    assert d[key] < tol, (key, d)
+  if kind == 'image':
+    assert d['stats_moved'] > 1e-3  # BatchNorm statistics were synchronised, not left alone
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+FLAGS_2D = ['--config=configs/toy2d.py:8gaussians', '--config.mlp_hidden=(16,16)',
+            '--config.num_train_steps=30', '--config.num_vae_steps=10', '--config.batch_size=64',
+            '--config.log_every_steps=10', '--config.sample_every_steps=20',
+            '--config.checkpoint_every_steps=20', '--config.num_eval_points=500']
+
+
+def test_two_processes_equal_one_process(tmp_path):
+  port = _free_port()
+  multi = str(tmp_path / 'multi')
+  procs = [subprocess.Popen([sys.executable, 'main.py', *FLAGS_2D, f'--workdir={multi}',
+                             f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+                             f'--process_id={i}'], cwd=ROOT, env=_env(2), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+  single = subprocess.run([sys.executable, 'main.py', *FLAGS_2D, f'--workdir={tmp_path / "one"}'],
+                          cwd=ROOT, env=_env(1), text=True, capture_output=True, timeout=300)
+  outputs = []
+  try:
+    for p in procs:
+      outputs.append(p.communicate(timeout=300)[0])
+  finally:
+    for p in procs:
+      p.kill()
+  assert single.returncode == 0, single.stderr[-3000:]
+  for p, output in zip(procs, outputs):
+    assert p.returncode == 0, output[-3000:]
+  assert 'process 1 of 2' in outputs[1] and '4 devices' in outputs[0]
+
+  config = toy2d.get_config('8gaussians')
+  config.update(dict(mlp_hidden=(16, 16), num_train_steps=30, num_vae_steps=10, batch_size=64))
+  states = []
+  for workdir in (multi, str(tmp_path / 'one')):
+    exp = train.build(config)
+    manager = train.checkpoint_manager(workdir, config)
+    assert manager.all_steps() == [20, 30]  # written once, by the two hosts together
+    states.append(train.restore_latest(manager, exp.state))
+  for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  results = [json.load(open(os.path.join(w, 'eval_results.json')))
+             for w in (multi, str(tmp_path / 'one'))]
+  for k in ('kl', 'jsd', 'gnelbo'):
+    np.testing.assert_allclose(results[0][k], results[1][k], rtol=1e-5)
+
+
+def test_batch_that_does_not_divide_over_devices_fails_before_compiling(tmp_path):
+  out = subprocess.run([sys.executable, 'main.py', *FLAGS_2D, '--config.batch_size=66',
+                        f'--workdir={tmp_path}'], cwd=ROOT, env=_env(4), text=True,
+                       capture_output=True, timeout=120)
+  assert out.returncode != 0
+  assert 'config.batch_size=66 is invalid' in out.stderr and 'multiple of 4' in out.stderr
