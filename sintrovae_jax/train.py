@@ -19,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from clu import metric_writers, periodic_actions
 
-from sintrovae_jax import (config_lib, inference, input_pipeline, metrics_2d, parallel, plotting,
+from sintrovae_jax import (config_lib, evaluation, inference, input_pipeline, parallel, plotting,
                            toy_data)
 from sintrovae_jax.train_state import (TrainState, create_train_state, learning_rate_schedule,
                                        make_optimizer)
@@ -142,10 +142,6 @@ def _grid_range(exp: Experiment) -> float:
   return float(np.abs(exp.points).max() * 1.1)
 
 
-def _batched(fn, x: np.ndarray, size: int = 65_536) -> np.ndarray:
-  return np.concatenate([np.asarray(fn(x[i:i + size])) for i in range(0, len(x), size)])
-
-
 def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarray, writer,
                    workdir: str) -> None:
   """Real / reconstruction / sample grids (images) or scatter and density plots (2D); host 0."""
@@ -158,10 +154,7 @@ def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarr
     r = _grid_range(exp)
     fake = np.asarray(inference.sample(model, state, key, len(real)))
     pictures['scatter'] = plotting.scatter_2d(real, fake, r, f'step {step}')
-    size = 200
-    nelbo = _batched(jax.jit(lambda x: inference.negative_elbo(model, state, x)),
-                     metrics_2d.grid(r, size))
-    pictures['density'] = plotting.density_2d(np.exp(-nelbo).reshape(size, size), r,
+    pictures['density'] = plotting.density_2d(evaluation.density_on_grid(model, state, r), r,
                                               f'exp(-(KL + REC)), step {step}')
   else:
     rec = inference.reconstruct(model, state, real, config.recon_loss)
@@ -195,37 +188,14 @@ def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
 
 
 def evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
-  """Final metrics, seeded by config.eval_seed: equal parameters give equal numbers.
-
-  2D data: ALGORITHM.md's kl, jsd and gnelbo. Images: deterministic reconstruction error, KL and
-  negative ELBO (z = mu, unit betas) on the evaluation split.
-  """
-  config, model = exp.config, exp.model
-  nelbo_fn = jax.jit(lambda x: inference.negative_elbo(model, state, x))
+  """Final metrics, seeded by config.eval_seed: equal parameters give equal numbers."""
+  config = exp.config
   if exp.is_vector:
-    real = _points_eval(exp, config.num_eval_points, config.eval_seed)
-    results = {'rec_error_deterministic': float(np.mean(
-        _batched(jax.jit(lambda x: jnp.sum((inference.reconstruct(model, state, x) - x) ** 2, -1)),
-                 real)))}
-    if exp.shape[0] == 2:
-      r = _grid_range(exp)
-      fake = np.asarray(inference.sample(model, state, jax.random.PRNGKey(config.eval_seed),
-                                         config.num_eval_points))
-      results.update(metrics_2d.kl_and_jsd(real, fake, r))
-      data = _points_eval(exp, 12_800, config.eval_seed + 1)
-      results['gnelbo'] = metrics_2d.grid_normalised_elbo(lambda x: _batched(nelbo_fn, x), data, r)
-    return results
-  images = input_pipeline.eval_images(config)
-
-  def per_image(x):
-    mu, logvar = inference.encode(model, state, x)
-    rec = inference.decode(model, state, mu, config.recon_loss)
-    return jnp.stack([jnp.sum(((rec - x) ** 2).reshape(len(x), -1), -1),
-                      -0.5 * jnp.sum(1 + logvar - jnp.exp(logvar) - mu ** 2, -1)], -1)
-
-  values = _batched(jax.jit(per_image), images, size=64)
-  return {'rec_error_deterministic': float(values[:, 0].mean()), 'kl': float(values[:, 1].mean()),
-          'neg_elbo': float(values.sum(1).mean()), 'num_examples': int(len(images))}
+    return evaluation.evaluate_points(
+        exp.model, state, _points_eval(exp, config.num_eval_points, config.eval_seed),
+        _points_eval(exp, 12_800, config.eval_seed + 1), _grid_range(exp), config.eval_seed)
+  return evaluation.evaluate_images(exp.model, state, input_pipeline.eval_images(config),
+                                    config.recon_loss)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,9 +241,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
   if start == 0:
     writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
                           for k, v in config.items()})
-  step_fn = make_train_step(exp.model, config_lib.loss_weights(config, exp.shape),
-                            config.num_vae_steps, axis_name=parallel.AXIS)
-  p_step = parallel.pmap_train_step(step_fn)
+  weights = config_lib.loss_weights(config, exp.shape)
+  # One compiled step per phase, chosen here on the host (no device-side branch per step).
+  p_steps = {phase: parallel.pmap_train_step(
+      make_train_step(exp.model, weights, axis_name=parallel.AXIS, phase=phase))
+             for phase in ('vae', 'soft_intro')}
   host_batches = input_pipeline.train_iterator(config, start, exp.points)
   first = next(host_batches)
   real_for_pictures = (_points_eval(exp, config.num_eval_points, config.eval_seed)
@@ -300,7 +272,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
 
   for step in range(start + 1, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      r_state, metrics = p_step(r_state, next(batches))
+      phase = 'vae' if step <= config.num_vae_steps else 'soft_intro'
+      r_state, metrics = p_steps[phase](r_state, next(batches))
     log.add(metrics)
     for hook in hooks:
       hook(step)

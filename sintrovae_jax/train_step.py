@@ -50,8 +50,11 @@ def _all_finite(*trees) -> jax.Array:
   return jnp.all(jnp.stack(leaves))
 
 
+PHASES = ('auto', 'vae', 'soft_intro')
+
+
 def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: int = 0,
-                    axis_name: Optional[str] = None) -> StepFn:
+                    axis_name: Optional[str] = None, phase: str = 'auto') -> StepFn:
   """Returns `step(state, batch) -> (state, metrics)`, a pure function to jit or pmap.
 
   Steps `t < num_vae_steps` are vanilla-VAE steps (one Adam step on both networks); later steps are
@@ -64,7 +67,12 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     weights: betas, gamma_r, scale and the reconstruction loss.
     num_vae_steps: length of the vanilla-VAE warm-up, in steps.
     axis_name: the named device axis to average over, or None on one device.
+    phase: 'auto' picks the step kind from `state.step` on the device (a `lax.cond`); 'vae' or
+      'soft_intro' fix it when the caller knows the phase, which spares accelerators the
+      predicate's round trip to the host and keeps `vmap` from running both branches.
   """
+  if phase not in PHASES:
+    raise ValueError(f'phase={phase!r} is not one of {PHASES}.')
   model = model.with_axis_name(axis_name)
 
   def adam(tx, grads, opt_state, params):
@@ -115,11 +123,13 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     key = jax.random.fold_in(state.rng, state.step)
     draws = draw_normals(key, global_example_index(batch.shape[0], axis_name), model.z_dim)
     soft, vae = with_all_metrics(soft_intro), with_all_metrics(vanilla_vae)
-    if num_vae_steps > 0:
+    if phase == 'vae':
+      new, metrics, finite = vae(state, batch, draws)
+    elif phase == 'soft_intro' or num_vae_steps == 0:
+      new, metrics, finite = soft(state, batch, draws)
+    else:
       new, metrics, finite = jax.lax.cond(state.step < num_vae_steps, vae, soft, state, batch,
                                           draws)
-    else:
-      new, metrics, finite = soft(state, batch, draws)
     # Skip a non-finite update wholesale: never write NaN into the state (ALGORITHM.md, D step 7).
     finite = _mean(finite.astype(jnp.float32), axis_name) == 1.0  # every device agrees
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)

@@ -204,3 +204,22 @@ def test_2d_training_learns_and_keeps_kl_fake_above_kl_real():
   assert np.mean([h['kl_fake'] - h['kl_real'] for h in soft]) > 0
   assert np.mean([h['diff_kl'] > 0 for h in soft]) > 0.8
   assert not any(h['nonfinite'] for h in history)
+
+
+def test_fixed_phase_steps_equal_the_automatic_choice():
+  model = mlp_model()
+  state = _sgd_state(model)
+  x = jax.random.normal(jax.random.PRNGKey(5), (16, 2))
+  auto = jax.jit(sv.make_train_step(model, W2D, num_vae_steps=1))
+  vae = jax.jit(sv.make_train_step(model, W2D, phase='vae'))
+  soft = jax.jit(sv.make_train_step(model, W2D, phase='soft_intro'))
+  a1, _ = auto(state, x)
+  v1, _ = vae(state, x)
+  a2, _ = auto(a1, x)
+  s2, _ = soft(a1, x)
+  for a, b in ((a1, v1), (a2, s2)):
+    for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_array_equal(p, q)
+  assert not np.allclose(_flat(a2.encoder_params), _flat(vae(a1, x)[0].encoder_params))
+  with pytest.raises(ValueError, match='phase'):
+    sv.make_train_step(model, W2D, phase='warmup')

@@ -1,0 +1,109 @@
+"""Times the full jitted Soft-IntroVAE train step on synthetic, device-resident batches.
+
+No TensorFlow needed. For each setting: compile, warm up, then time `--steps` single steps with
+`block_until_ready` and report the median, with XLA's FLOP count of the compiled step and the
+reference's measured throughput from ANCHORS.md (one H100, PyTorch) beside it.
+
+  python benchmarks/train_step.py                                   # the ANCHORS table (GPU)
+  python benchmarks/train_step.py --settings=cifar10:8 --dtypes=float32 --steps=10   # CPU
+"""
+
+import argparse
+import statistics
+import sys
+import time
+import os
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
+from configs import celebahq, cifar10, toy2d  # pylint: disable=g-import-not-at-top
+from sintrovae_jax import config_lib  # pylint: disable=g-import-not-at-top
+
+CONFIGS = {'cifar10': cifar10.get_config, 'celebahq': celebahq.get_config,
+           'toy2d': toy2d.get_config}
+# ANCHORS.md: the reference's img/s on one H100 (strict fp32, TF32, bf16 autocast, TF32+compile),
+# and its model FLOPs per iteration. None where it was not measured.
+ANCHORS = {
+    ('cifar10', 32): dict(fp32=626, tf32=583, bf16=435, compiled=518, tflop=0.313),
+    ('cifar10', 256): dict(fp32=1884, tf32=3158, bf16=3146, compiled=None, tflop=2.50),
+    ('celebahq', 8): dict(fp32=23.4, tf32=55.7, bf16=59.5, compiled=54.2, tflop=6.55),
+    ('celebahq', 32): dict(fp32=30.6, tf32=66.8, bf16=78.5, compiled=None, tflop=26.2),
+}
+# ANCHORS.md's bars: (setting, dtype) -> img/s we must reach.
+BARS = {('cifar10', 32, 'float32'): 3100, ('cifar10', 32, 'bfloat16'): 3100,
+        ('celebahq', 8, 'bfloat16'): 180, ('celebahq', 8, 'float32'): 85}
+PEAK_TFLOPS = 800.0  # a large bf16 matrix product on the H100, as measured for ANCHORS.md
+
+
+def bench(name: str, batch: int, dtype: str, steps: int, warmup: int):
+  config = CONFIGS[name]()
+  config.compute_dtype = dtype
+  shape = config_lib.data_shape(config)
+  model = config_lib.create_model(config, shape)
+  weights = config_lib.loss_weights(config, shape)
+  tx = sv.make_optimizer(sv.learning_rate_schedule(config.learning_rate))
+  state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (batch,) + shape, jnp.float32)
+  step = jax.jit(sv.make_train_step(model, weights), donate_argnums=(0,))
+  t0 = time.perf_counter()
+  compiled = step.lower(state, x).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', float('nan')))
+  for _ in range(warmup):
+    state, metrics = compiled(state, x)
+  jax.block_until_ready((state, metrics))
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, x)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - t0)
+  ms = 1e3 * statistics.median(times)
+  assert float(metrics['nonfinite']) == 0.0, 'the benchmark step diverged'
+  return dict(ms=ms, img_s=batch / ms * 1e3, xla_tflop=flops / 1e12, compile_s=compile_s)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--settings', default='cifar10:32,cifar10:256,celebahq:8,celebahq:32',
+                      help='comma-separated CONFIG:BATCH (CONFIG in cifar10, celebahq, toy2d)')
+  parser.add_argument('--dtypes', default='float32,bfloat16')
+  parser.add_argument('--steps', type=int, default=50)
+  parser.add_argument('--warmup', type=int, default=5)
+  args = parser.parse_args()
+  dev = jax.devices()[0]
+  print(f'device: {dev.device_kind} ({dev.platform}), jax {jax.__version__}, '
+        f'{args.steps} timed steps after {args.warmup} warm-up, median')
+  header = ('| setting | batch | compute | ms/step | img/s | XLA TFLOP/step | ANCHORS TFLOP | '
+            'TFLOP/s (ANCHORS FLOPs if given) | MFU vs 800 | reference img/s (same dtype) | x reference '
+            '| bar | compile s |')
+  print(header)
+  print('|' + '---|' * (header.count('|') - 1))
+  for setting in args.settings.split(','):
+    name, batch = setting.split(':')
+    batch = int(batch)
+    anchor = ANCHORS.get((name, batch), {})
+    for dtype in args.dtypes.split(','):
+      r = bench(name, batch, dtype, args.steps, args.warmup)
+      # The reference's best figure at this precision: fp32 vs max(strict fp32, TF32, compiled).
+      ref_keys = ('bf16',) if dtype == 'bfloat16' else ('fp32', 'tf32', 'compiled')
+      ref = max([anchor[k] for k in ref_keys if anchor.get(k)], default=None)
+      tflop = anchor.get('tflop')
+      achieved = (tflop or r['xla_tflop']) / (r['ms'] / 1e3)
+      bar = BARS.get((name, batch, dtype))
+      print(f"| {name} | {batch} | {dtype} | {r['ms']:.2f} | {r['img_s']:,.1f} | "
+            f"{r['xla_tflop']:.3f} | {tflop if tflop else '-'} | {achieved:.1f} | "
+            f"{achieved / PEAK_TFLOPS:.1%} | {ref if ref else '-'} | "
+            f"{r['img_s'] / ref if ref else float('nan'):.2f} | "
+            f"{(('>= %d: ' % bar) + ('met' if r['img_s'] >= bar else 'NOT met')) if bar else '-'}"
+            f" | {r['compile_s']:.0f} |", flush=True)
+
+
+if __name__ == '__main__':
+  main()
