@@ -96,6 +96,11 @@ def test_image_run_on_mock_tfds_and_resume_equals_uninterrupted(tmp_path):
     assert_states_close(params_of(str(tmp_path / 'split'), config),
                         params_of(str(tmp_path / 'full'), config))
 
+  paths = train.sample_from_checkpoint(config, str(tmp_path / 'full'), num=6)
+  assert [os.path.basename(p) for p in paths] == ['samples_00000004.png',
+                                                  'interpolation_00000004.png']
+  assert Image.open(paths[1]).size[0] > 5 * Image.open(paths[1]).size[1]  # a strip
+
 
 def test_2d_resume_after_sigterm_equals_uninterrupted(tmp_path):
   flags = tiny_2d_flags(steps=3000, vae=20) + ['--config.checkpoint_every_steps=100000',
@@ -223,3 +228,23 @@ def test_npy_points_train_and_bad_files_are_reported(tmp_path):
   np.save(tmp_path / 'bad.npy', np.array([1.0, np.nan, 2.0]))
   with pytest.raises(input_pipeline.DataError, match=r'shape \[N, D\]'):
     input_pipeline.load_points(str(tmp_path / 'bad.npy'))
+
+
+def test_repeated_nonfinite_steps_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
+  points = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+  np.save(tmp_path / 'ok.npy', points)
+  config = toy2d.get_config('npy')
+  config.update(dict(data_file=str(tmp_path / 'ok.npy'), mlp_hidden=(8,), batch_size=16,
+                     num_train_steps=4, num_vae_steps=2, log_every_steps=2,
+                     sample_every_steps=100, checkpoint_every_steps=4, num_eval_points=32,
+                     max_nonfinite_steps=3))
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  good = params_of(workdir, config)
+  # Points so large that their squared error overflows float32: every step is non-finite.
+  np.save(tmp_path / 'huge.npy', np.full((64, 2), 3e20, np.float32))
+  config.update(dict(data_file=str(tmp_path / 'huge.npy'), num_train_steps=40))
+  with pytest.raises(train.TrainingDiverged, match='3 consecutive non-finite steps'):
+    train.train_and_evaluate(config, workdir)
+  assert train.checkpoint_manager(workdir, config).latest_step() == 4
+  assert_states_close(params_of(workdir, config), good)
