@@ -1,7 +1,6 @@
 """Sampling, encoding and deterministic reconstruction with the running BatchNorm averages."""
 
 import jax
-import jax.numpy as jnp
 
 from sintrovae_jax import losses
 from sintrovae_jax.train_state import TrainState

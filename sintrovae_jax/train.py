@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import signal
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp

@@ -75,7 +75,7 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     raise ValueError(f'phase={phase!r} is not one of {PHASES}.')
   model = model.with_axis_name(axis_name)
 
-  def adam(tx, grads, opt_state, params):
+  def optimizer_step(tx, grads, opt_state, params):
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
@@ -84,13 +84,15 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     (loss_e, (stats, aux_e)), g_enc = grad_e(state.encoder_params, state.decoder_params,
                                              state.batch_stats, batch, draws, model, weights)
     g_enc = _mean(g_enc, axis_name)
-    enc_params, enc_opt = adam(state.tx, g_enc, state.encoder_opt_state, state.encoder_params)
+    enc_params, enc_opt = optimizer_step(state.tx, g_enc, state.encoder_opt_state,
+                                         state.encoder_params)
 
     grad_d = jax.value_and_grad(objectives.decoder_objective, has_aux=True)
     (loss_d, (stats, aux_d)), g_dec = grad_d(state.decoder_params, enc_params, stats, batch,
                                              aux_e.pop('z'), draws, model, weights)
     g_dec = _mean(g_dec, axis_name)
-    dec_params, dec_opt = adam(state.tx, g_dec, state.decoder_opt_state, state.decoder_params)
+    dec_params, dec_opt = optimizer_step(state.tx, g_dec, state.decoder_opt_state,
+                                         state.decoder_params)
 
     new = state.replace(encoder_params=enc_params, decoder_params=dec_params, batch_stats=stats,
                         encoder_opt_state=enc_opt, decoder_opt_state=dec_opt)
@@ -104,8 +106,10 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
         (state.encoder_params, state.decoder_params), state.batch_stats, batch, draws, model,
         weights)
     g_enc, g_dec = _mean((g_enc, g_dec), axis_name)
-    enc_params, enc_opt = adam(state.tx, g_enc, state.encoder_opt_state, state.encoder_params)
-    dec_params, dec_opt = adam(state.tx, g_dec, state.decoder_opt_state, state.decoder_params)
+    enc_params, enc_opt = optimizer_step(state.tx, g_enc, state.encoder_opt_state,
+                                         state.encoder_params)
+    dec_params, dec_opt = optimizer_step(state.tx, g_dec, state.decoder_opt_state,
+                                         state.decoder_params)
     new = state.replace(encoder_params=enc_params, decoder_params=dec_params, batch_stats=stats,
                         encoder_opt_state=enc_opt, decoder_opt_state=dec_opt)
     return new, dict(aux, soft_intro=jnp.zeros(())), _all_finite(loss, g_enc, g_dec)

@@ -8,7 +8,6 @@ import json
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import sintrovae_jax as sv

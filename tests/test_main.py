@@ -13,7 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from configs import default, image_folder, mnist, toy2d
+from configs import image_folder, mnist, toy2d
 from sintrovae_jax import config_lib, input_pipeline, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
