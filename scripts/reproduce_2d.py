@@ -31,16 +31,13 @@ REFERENCE = {'8gaussians': (2.0844, 1.3657, 6.27e-08, 2807),
              'rings': (10.3288, 4.2275, 5.83e-07, 2790)}
 
 
-def modes_covered(fake: np.ndarray, radius: float = 0.1, min_share: float = 0.01) -> int:
-  """8gaussians: centres with at least `min_share` of the samples within `radius` (sigma 0.014)."""
-  d = np.linalg.norm(fake[:, None, :] - toy_data.EIGHT_GAUSSIAN_CENTRES[None], axis=-1)
-  return int(np.sum(np.mean(d < radius, axis=0) >= min_share))
+def train_seeds(config, seeds, chunk: int):
+  """Trains `config` once per seed, vmapped; returns (stacked final states, model).
 
-
-def train_seeds(dataset: str, seeds, num_steps: int, chunk: int):
-  """Trains one state per seed, vmapped; returns (stacked final states, model, config)."""
-  config = toy2d.get_config(dataset)
-  config.num_train_steps = num_steps
+  `config` is a configs/toy2d.py config (any overrides applied); its own `seed` is ignored.
+  """
+  dataset, num_steps = config.dataset, config.num_train_steps
+  config_lib.validate(config, num_devices=1)
   model = config_lib.create_model(config, (2,))
   weights = config_lib.loss_weights(config, (2,))
   tx = sv.make_optimizer(sv.learning_rate_schedule(config.learning_rate,
@@ -70,18 +67,18 @@ def train_seeds(dataset: str, seeds, num_steps: int, chunk: int):
     t = end
   jax.block_until_ready(states)
   assert not np.any(np.asarray(metrics['nonfinite'])), f'{dataset}: non-finite steps at the end'
-  return states, model, config
+  return states, model
 
 
 def evaluate_seed(dataset, model, state, config, workdir, seed):
   real = toy_data.sample(dataset, config.num_eval_points, np.random.default_rng(config.eval_seed))
   data = toy_data.sample(dataset, 12_800, np.random.default_rng(config.eval_seed + 1))
   r = toy_data.GRID_RANGE[dataset]
-  results = evaluation.evaluate_points(model, state, real, data, r, config.eval_seed)
+  results = evaluation.evaluate_points(
+      model, state, real, data, r, config.eval_seed,
+      toy_data.EIGHT_GAUSSIAN_CENTRES if dataset == '8gaussians' else None)
   fake = np.asarray(sv.sample(model, state, jax.random.PRNGKey(config.eval_seed),
                               config.num_eval_points))
-  if dataset == '8gaussians':
-    results['modes'] = modes_covered(fake)
   os.makedirs(workdir, exist_ok=True)
   plotting.save_png(plotting.scatter_2d(real, fake, r, f'{dataset}, seed {seed}'),
                     os.path.join(workdir, f'{dataset}_seed{seed}_scatter.png'))
@@ -110,14 +107,17 @@ def main():
   rows, raw = [], {}
   for dataset in args.datasets.split(','):
     t0 = time.perf_counter()
-    states, model, config = train_seeds(dataset, seeds, args.steps, args.chunk)
+    config = toy2d.get_config(dataset)
+    config.num_train_steps = args.steps
+    states, model = train_seeds(config, seeds, args.chunk)
     per_seed = [evaluate_seed(dataset, model, jax.tree.map(lambda x, i=i: x[i], states), config,
                               args.workdir, s) for i, s in enumerate(seeds)]
     wall = time.perf_counter() - t0
     raw[dataset] = per_seed
     ref = REFERENCE[dataset]
     kl, jsd, gn = (mean_sd([r[k] for r in per_seed]) for k in ('kl', 'jsd', 'gnelbo'))
-    modes = ('/'.join(str(r['modes']) for r in per_seed) + ' of 8') if 'modes' in per_seed[0] else '-'
+    modes = ('/'.join(str(r['modes_covered']) for r in per_seed) + ' of 8'
+             if 'modes_covered' in per_seed[0] else '-')
     rows.append(f'| {dataset} | {kl[0]:.4f} ± {kl[1]:.4f} | {ref[0]:.4f} | {jsd[0]:.4f} ± '
                 f'{jsd[1]:.4f} | {ref[1]:.4f} | {gn[0]:.3g} ± {gn[1]:.2g} | {ref[2]:.3g} | {modes} '
                 f'| {wall:.0f} s |')

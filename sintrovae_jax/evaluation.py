@@ -4,7 +4,7 @@ Points: ALGORITHM.md's 2D metrics (kl, jsd, gnelbo) plus the deterministic recon
 Images: deterministic reconstruction error, KL and negative ELBO (z = mu, unit betas).
 """
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -29,14 +29,20 @@ def density_on_grid(model: SoftIntroVAE, state: TrainState, grid_range: float,
 
 
 def evaluate_points(model: SoftIntroVAE, state: TrainState, real: np.ndarray,
-                    gnelbo_data: np.ndarray, grid_range: float, seed: int) -> Dict[str, float]:
-  """`real`: held-out points, as many as are generated; `gnelbo_data`: the 12,800 data points."""
+                    gnelbo_data: np.ndarray, grid_range: float, seed: int,
+                    mode_centres: Optional[np.ndarray] = None) -> Dict[str, float]:
+  """`real`: held-out points, as many as are generated; `gnelbo_data`: the 12,800 data points.
+
+  With `mode_centres` (8Gaussians), also `modes_covered`: how many the generated samples reach.
+  """
   rec_error = jax.jit(lambda x: losses.reconstruction_error(
       x, inference.reconstruct(model, state, x)))
   results = {'rec_error_deterministic': float(np.mean(batched(rec_error, real)))}
   if real.shape[1] == 2:
     fake = np.asarray(inference.sample(model, state, jax.random.PRNGKey(seed), len(real)))
     results.update(metrics_2d.kl_and_jsd(real, fake, grid_range))
+    if mode_centres is not None:
+      results['modes_covered'] = metrics_2d.modes_covered(fake, mode_centres)
     nelbo = jax.jit(lambda x: inference.negative_elbo(model, state, x))
     results['gnelbo'] = metrics_2d.grid_normalised_elbo(lambda x: batched(nelbo, x), gnelbo_data,
                                                         grid_range)

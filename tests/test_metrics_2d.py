@@ -61,3 +61,16 @@ def test_other_sets_have_their_shapes():
   assert spirals.shape == (4001, 2) and np.mean(np.abs(spirals) < 4) > 0.99
   with pytest.raises(ValueError, match='Unknown 2D data set'):
     toy_data.sample('moons', 10, rng)
+
+
+def test_modes_covered_counts_reached_centres_only():
+  centres = toy_data.EIGHT_GAUSSIAN_CENTRES
+  rng = np.random.default_rng(1)
+  x = toy_data.sample('8gaussians', 8000, rng)
+  assert metrics_2d.modes_covered(x, centres) == 8
+  nearest = np.linalg.norm(x[:, None] - centres[None], axis=-1).argmin(1)
+  kept = x[nearest < 5]  # a generator that dropped modes 5, 6 and 7 ...
+  stray = centres[5] + 0.01 * rng.standard_normal((10, 2))  # ... but for 10 points (< 1%) at one
+  assert metrics_2d.modes_covered(np.concatenate([kept, stray]), centres) == 5
+  assert metrics_2d.modes_covered(np.concatenate([kept, stray[:1].repeat(200, 0)]), centres) == 6
+  assert metrics_2d.modes_covered(np.zeros((100, 2)), centres) == 0
