@@ -31,10 +31,11 @@ REFERENCE = {'8gaussians': (2.0844, 1.3657, 6.27e-08, 2807),
              'rings': (10.3288, 4.2275, 5.83e-07, 2790)}
 
 
-def train_seeds(config, seeds, chunk: int):
+def train_seeds(config, seeds, chunk: int, report_every: int = 5000):
   """Trains `config` once per seed, vmapped; returns (stacked final states, model).
 
   `config` is a configs/toy2d.py config (any overrides applied); its own `seed` is ignored.
+  Prints progress every `report_every` steps.
   """
   dataset, num_steps = config.dataset, config.num_train_steps
   config_lib.validate(config, num_devices=1)
@@ -56,7 +57,7 @@ def train_seeds(config, seeds, chunk: int):
     return jax.jit(run, donate_argnums=(0,))
 
   runners = {'vae': chunk_fn('vae'), 'soft_intro': chunk_fn('soft_intro')}
-  t = 0
+  t, reported, clock = 0, 0, time.perf_counter()
   while t < num_steps:
     phase = 'vae' if t < config.num_vae_steps else 'soft_intro'
     end = min(t + chunk, num_steps, config.num_vae_steps if phase == 'vae' else num_steps)
@@ -65,6 +66,13 @@ def train_seeds(config, seeds, chunk: int):
                         for i in range(t, end)])
     states, metrics = runners[phase](states, batches)
     t = end
+    if t - reported >= report_every or t == num_steps:  # progress; syncs with the device
+      kl = {k: np.round(np.asarray(metrics[k], np.float64), 3).tolist()
+            for k in ('kl_real', 'kl_fake') if k in metrics}
+      now = time.perf_counter()
+      print(f'{dataset}: step {t}/{num_steps}, {(t - reported) / (now - clock):.1f} it/s, '
+            f'per seed {kl}', flush=True)
+      reported, clock = t, now
   jax.block_until_ready(states)
   assert not np.any(np.asarray(metrics['nonfinite'])), f'{dataset}: non-finite steps at the end'
   return states, model
