@@ -68,7 +68,7 @@ def train_seeds(config, seeds, chunk: int, report_every: int = 5000):
     t = end
     if t - reported >= report_every or t == num_steps:  # progress; syncs with the device
       kl = {k: np.round(np.asarray(metrics[k], np.float64), 3).tolist()
-            for k in ('kl_real', 'kl_fake') if k in metrics}
+            for k in ('kl_real', 'kl_fake')}
       now = time.perf_counter()
       print(f'{dataset}: step {t}/{num_steps}, {(t - reported) / (now - clock):.1f} it/s, '
             f'per seed {kl}', flush=True)
@@ -82,9 +82,8 @@ def evaluate_seed(dataset, model, state, config, workdir, seed):
   real = toy_data.sample(dataset, config.num_eval_points, np.random.default_rng(config.eval_seed))
   data = toy_data.sample(dataset, 12_800, np.random.default_rng(config.eval_seed + 1))
   r = toy_data.GRID_RANGE[dataset]
-  results = evaluation.evaluate_points(
-      model, state, real, data, r, config.eval_seed,
-      toy_data.EIGHT_GAUSSIAN_CENTRES if dataset == '8gaussians' else None)
+  results = evaluation.evaluate_points(model, state, real, data, r, config.eval_seed,
+                                       toy_data.MODE_CENTRES.get(dataset))
   fake = np.asarray(sv.sample(model, state, jax.random.PRNGKey(config.eval_seed),
                               config.num_eval_points))
   os.makedirs(workdir, exist_ok=True)

@@ -11,6 +11,8 @@ GRID_RANGE = {'8gaussians': 2.0, '2spirals': 4.0, 'checkerboard': 4.0, 'rings': 
 EIGHT_GAUSSIAN_CENTRES = 2.0 * np.array(
     [(1, 0), (-1, 0), (0, 1), (0, -1)]
     + [(sx / np.sqrt(2), sy / np.sqrt(2)) for sx in (1, -1) for sy in (1, -1)]) / 1.414
+# The sets made of discrete modes, with their centres (for the `modes_covered` metric).
+MODE_CENTRES = {'8gaussians': EIGHT_GAUSSIAN_CENTRES}
 
 
 def sample(name: str, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -194,7 +194,7 @@ def evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
     return evaluation.evaluate_points(
         exp.model, state, _points_eval(exp, config.num_eval_points, config.eval_seed),
         _points_eval(exp, 12_800, config.eval_seed + 1), _grid_range(exp), config.eval_seed,
-        toy_data.EIGHT_GAUSSIAN_CENTRES if config.dataset == '8gaussians' else None)
+        toy_data.MODE_CENTRES.get(config.dataset))
   return evaluation.evaluate_images(exp.model, state, input_pipeline.eval_images(config),
                                     config.recon_loss)
 
