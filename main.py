@@ -1,23 +1,29 @@
 """Train Soft-IntroVAE: `python main.py --config=configs/toy2d.py:8gaussians --workdir=/tmp/run`.
 
 `--mode=sample` writes generated examples and an interpolation strip from the latest checkpoint
-in --workdir (the run's saved config is used unless --config is given).
+in --workdir; `--mode=fid` measures its FID, KID and reconstruction FID (fid_results.json). Both
+use the run's saved config unless --config is given.
 """
 
+import json
 import logging
 
 from absl import app, flags
 import jax
 from ml_collections import config_flags
 
+from configs import default as default_config
 from sintrovae_jax import parallel, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file (e.g. configs/celebahq.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints, logs, pictures and results go.')
-flags.DEFINE_enum('mode', 'train', ['train', 'sample'], 'Train (and evaluate), or sample.')
+flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'fid'],
+                  'Train (and evaluate), sample, or measure FID/KID of the latest checkpoint.')
 flags.DEFINE_integer('num_samples', 64, '--mode=sample: how many examples to generate.')
+flags.DEFINE_string('inception_weights', '', '--mode=fid: the FID Inception weights file '
+                    '(overrides config.fid_inception_weights).')
 flags.DEFINE_string('coordinator_address', '', 'Multi-process GPU/CPU runs: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'Multi-process runs: how many processes.')
 flags.DEFINE_integer('process_id', -1, 'Multi-process runs: this process, 0..num_processes-1.')
@@ -39,10 +45,17 @@ def main(argv):
                                   FLAGS.process_id)
   logging.info('JAX process %d / %d, local devices %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
-  if FLAGS.mode == 'sample':
-    config = FLAGS.config or train.load_config(FLAGS.workdir)
-    for path in train.sample_from_checkpoint(config, FLAGS.workdir, FLAGS.num_samples):
-      logging.info('Wrote %s', path)
+  if FLAGS.mode in ('sample', 'fid'):
+    config = FLAGS.config or train.load_config(FLAGS.workdir, default_config.get_config())
+    if FLAGS.mode == 'sample':
+      for path in train.sample_from_checkpoint(config, FLAGS.workdir, FLAGS.num_samples):
+        logging.info('Wrote %s', path)
+      return
+    if FLAGS.inception_weights:
+      config.fid_inception_weights = FLAGS.inception_weights
+    results = train.fid_from_checkpoint(config, FLAGS.workdir)
+    if jax.process_index() == 0:
+      print(json.dumps(results, sort_keys=True))
     return
   if FLAGS.config is None:
     raise app.UsageError('--config is required to train, e.g. --config=configs/toy2d.py:8gaussians')

@@ -51,4 +51,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_seed = 1234
   c.num_eval_examples = 5_000  # images: examples for the final evaluation
   c.num_eval_points = 5_000    # 2D: real and generated points for KL / JSD
+
+  # FID and KID (images; README "FID and KID"). Off until the Inception weights are given.
+  c.fid_inception_weights = ''  # pt_inception-2015-12-05-6726825d.pth or default_1.pt
+  c.fid_every_steps = 0         # 0 = only at the end of training
+  c.fid_num_samples = 50_000    # generated images (and at most this many reconstructions)
+  c.fid_num_reference = 50_000  # training images for the reference statistics (at most)
+  c.fid_batch_size = 200        # images per Inception call, over all devices and hosts
+  c.fid_cache_dir = ''          # converted weights and reference statistics; '' = WORKDIR/fid_cache
+  c.fid_matrix_sqrt = 'scipy'   # 'scipy' (pytorch-fid's sqrtm) or 'eigh' (same trace, faster)
+  c.kid_subsets = 100           # KID: subsets of ...
+  c.kid_subset_size = 1000      # ... this many images each (cut to the smaller set)
   return c

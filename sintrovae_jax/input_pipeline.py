@@ -201,15 +201,30 @@ def image_batches(config, start_step: int = 0) -> tf.data.Dataset:
   return ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def eval_images(config) -> np.ndarray:
-  """The first `num_eval_examples` images of the evaluation split (unshuffled), this host's."""
+def image_pass(config, split: str, limit: int, batch_per_host: int) -> Iterator[np.ndarray]:
+  """One unshuffled, unflipped pass over up to `limit` images of `split` (all hosts together).
+
+  Each host reads the first ceil(limit / hosts) images of its share, in file order, in batches of
+  `batch_per_host` (the last one may be smaller). For evaluation and FID statistics.
+  """
   size, channels = config.image_size, config_lib.data_shape(config)[-1]
-  split = config.eval_split or config.train_split
   source, _ = _image_source(config, split)
-  ds = source.take(config.num_eval_examples).map(lambda raw: _decode(raw, size, channels))
+  per_host = -(-limit // jax.process_count())
+  ds = source.take(per_host).map(lambda raw: _decode(raw, size, channels),
+                                 num_parallel_calls=tf.data.AUTOTUNE)
   if config.dataset == 'image_folder':
     ds = ds.ignore_errors()
-  return np.concatenate([b for b in tfds.as_numpy(ds.batch(256))])
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.batch(batch_per_host).prefetch(tf.data.AUTOTUNE).with_options(options)
+  return iter(tfds.as_numpy(ds))
+
+
+def eval_images(config) -> np.ndarray:
+  """The first `num_eval_examples` images of the evaluation split (unshuffled), this host's."""
+  split = config.eval_split or config.train_split
+  limit = config.num_eval_examples * jax.process_count()
+  return np.concatenate(list(image_pass(config, split, limit, batch_per_host=256)))
 
 
 def train_iterator(config, start_step: int = 0,

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import signal
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +19,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from clu import metric_writers, periodic_actions
 
-from sintrovae_jax import (config_lib, evaluation, inference, input_pipeline, parallel, plotting,
-                           toy_data)
+from sintrovae_jax import (config_lib, evaluation, fid_eval, inference, input_pipeline, parallel,
+                           plotting, toy_data)
 from sintrovae_jax.train_state import (TrainState, create_train_state, learning_rate_schedule,
                                        make_optimizer)
 from sintrovae_jax.train_step import make_train_step
@@ -118,6 +118,16 @@ class MetricLog:
         f.write(json.dumps({'step': step, **summary}) + '\n')
     return summary
 
+  def write_fid(self, step: int, results: Dict[str, Any]) -> None:
+    """FID/KID figures to TensorBoard (fid/...) and a history row of their own."""
+    numbers = {k: v for k, v in results.items() if v is not None}
+    self.writer.write_scalars(step, {f'fid/{k}': v for k, v in numbers.items()})
+    if jax.process_index() == 0:
+      logging.info('Step %d: FID %.4g, KID %s, FID of reconstructions %.4g', step,
+                   results['fid'], results['kid'], results['fid_rec'])
+      with open(self.path, 'a') as f:
+        f.write(json.dumps({'step': step, **numbers}) + '\n')
+
   def history(self) -> List[Dict[str, float]]:
     if not os.path.exists(self.path):
       return []
@@ -170,7 +180,9 @@ def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarr
 
 
 def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
-  """KL (real, fake, rec) and reconstruction-error curves over the run."""
+  """KL (real, fake, rec), reconstruction-error and (when measured) FID curves over the run."""
+  fids = [h for h in history if 'fid' in h]
+  history = [h for h in history if 'loss_rec' in h]
   soft = [h for h in history if 'kl_fake' in h]
   folder = os.path.join(workdir, 'pictures')
   os.makedirs(folder, exist_ok=True)
@@ -185,6 +197,11 @@ def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
                              for k in ('loss_rec', 'rec_error_deterministic')},
                             'reconstruction error', log_y=True)
     plotting.save_png(image, os.path.join(folder, 'reconstruction_curves.png'))
+  if fids:
+    image = plotting.curves([h['step'] for h in fids],
+                            {k: [h[k] for h in fids] for k in ('fid', 'fid_rec')},
+                            'FID of samples and of reconstructions (lower is better)')
+    plotting.save_png(image, os.path.join(folder, 'fid_curves.png'))
 
 
 def evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
@@ -197,6 +214,28 @@ def evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
         toy_data.MODE_CENTRES.get(config.dataset))
   return evaluation.evaluate_images(exp.model, state, input_pipeline.eval_images(config),
                                     config.recon_loss)
+
+
+def fid_cache_dir(config, workdir: str) -> str:
+  return config.fid_cache_dir or os.path.join(os.path.abspath(workdir), 'fid_cache')
+
+
+def create_fid_evaluator(exp: Experiment, workdir: str) -> Optional[fid_eval.FidEvaluator]:
+  """The FID/KID evaluator when the config names Inception weights (images only), else None."""
+  config = exp.config
+  if exp.is_vector or not config.fid_inception_weights:
+    if not exp.is_vector:
+      logging.info('FID and KID are off: set --config.fid_inception_weights=PATH to measure them '
+                   '(README, "FID and KID").')
+    return None
+  per_host = max(1, config.fid_batch_size // jax.process_count())
+  heldout_split = config.eval_split or config.train_split
+  return fid_eval.FidEvaluator(
+      config, exp.model,
+      lambda: input_pipeline.image_pass(config, config.train_split, config.fid_num_reference,
+                                        per_host),
+      lambda: input_pipeline.image_pass(config, heldout_split, config.fid_num_samples, per_host),
+      fid_cache_dir(config, workdir))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,6 +294,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
   r_state = parallel.replicate(state)
 
   log = MetricLog(workdir, writer, config)
+  fid_evaluator = create_fid_evaluator(exp, workdir)  # reads the weights before any training
   hooks = []
   if jax.process_index() == 0:
     hooks.append(periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
@@ -285,6 +325,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
       write_pictures(exp, parallel.unreplicate(r_state), step, real_for_pictures, writer, workdir)
     if step % config.checkpoint_every_steps == 0 or last:
       save(step)
+    if fid_evaluator and config.fid_every_steps and step % config.fid_every_steps == 0 and not last:
+      log.write_fid(step, fid_evaluator(r_state))
     if preempted(step):
       if log.pending:
         log.flush(step)
@@ -294,9 +336,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
       return None
 
   final = parallel.unreplicate(r_state)
-  write_curves(log.history(), workdir)
   results = evaluate(exp, final)
-  writer.write_scalars(config.num_train_steps, {f'eval/{k}': v for k, v in results.items()})
+  if fid_evaluator:
+    fid_results = fid_evaluator(r_state)
+    log.write_fid(config.num_train_steps, fid_results)
+    results.update(fid_results)
+  write_curves(log.history(), workdir)
+  writer.write_scalars(config.num_train_steps, {f'eval/{k}': v for k, v in results.items()
+                                                if v is not None})
   writer.flush()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
@@ -314,8 +361,12 @@ def _chain(first, rest):
 # Sampling from a trained run.
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run in `workdir` was trained with (saved as config.json)."""
+def load_config(workdir: str,
+                defaults: Optional[ml_collections.ConfigDict] = None) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was trained with (saved as config.json), over `defaults`.
+
+  `defaults` (configs/default.py) supplies fields added since the run was trained.
+  """
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'No config.json in {workdir!r}: is it the --workdir of a training '
@@ -324,7 +375,29 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     values = json.load(f)
   for key in ('channels', 'mlp_hidden', 'lr_decay_steps'):
     values[key] = tuple(values[key])
-  return ml_collections.ConfigDict(values)
+  if defaults is None:
+    return ml_collections.ConfigDict(values)
+  config = ml_collections.ConfigDict(defaults.to_dict())
+  config.update(values)
+  return config
+
+
+def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """FID, KID and reconstruction FID of the latest checkpoint, also written to fid_results.json."""
+  exp = build(config)
+  if exp.is_vector or not config.fid_inception_weights:
+    raise config_lib.ConfigError('--mode=fid needs an image run and the Inception weights: pass '
+                                 '--inception_weights=PATH (README, "FID and KID").')
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f'No checkpoint under {workdir!r}/checkpoints to evaluate.')
+  state = restore_latest(manager, exp.state)
+  results = dict(create_fid_evaluator(exp, workdir)(parallel.replicate(state)),
+                 step=int(state.step))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'fid_results.json'), 'w') as f:
+      json.dump(results, f, indent=2, sort_keys=True)
+  return results
 
 
 def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num: int = 64,

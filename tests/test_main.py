@@ -22,6 +22,11 @@ TINY_IMAGE = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, lo
                   num_eval_examples=8, shuffle_buffer=16)
 
 
+FID_TINY_FLAGS = ['--config.fid_num_samples=4', '--config.fid_num_reference=8',
+                  '--config.fid_batch_size=8', '--config.kid_subset_size=3',
+                  '--config.fid_matrix_sqrt=eigh']
+
+
 def tiny_2d_flags(steps=60, vae=20):
   return ['--config.mlp_hidden=(16,16)', f'--config.num_train_steps={steps}',
           f'--config.num_vae_steps={vae}', '--config.batch_size=64', '--config.log_every_steps=20',
@@ -135,7 +140,7 @@ def test_2d_resume_after_sigterm_equals_uninterrupted(tmp_path):
   assert_states_close(params_of(stopped, config), params_of(str(tmp_path / 'straight'), config))
 
 
-def test_image_folder_skips_corrupt_files(tmp_path):
+def test_image_folder_skips_corrupt_files(tmp_path, fid_weights):
   folder = tmp_path / 'images' / 'nested'
   folder.mkdir(parents=True)
   rng = np.random.default_rng(0)
@@ -149,10 +154,17 @@ def test_image_folder_skips_corrupt_files(tmp_path):
   out = run_main('--config=configs/image_folder.py', f'--workdir={tmp_path / "run"}',
                  f'--config.data_dir={tmp_path / "images"}', '--config.image_size=16',
                  *[f'--config.{k}={v}' for k, v in TINY_IMAGE.items() if k != 'channels'],
-                 '--config.channels=(8,16)')
+                 '--config.channels=(8,16)', *FID_TINY_FLAGS)
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'Skipping 1 unreadable image file' in out.stderr
   assert os.path.exists(tmp_path / 'run' / 'pictures' / 'real_rec_sample_00000004.png')
+  # FID of the latest checkpoint from the command line, the run's saved settings and counts.
+  out = run_main('--mode=fid', f'--workdir={tmp_path / "run"}', f'--inception_weights={fid_weights}')
+  assert out.returncode == 0, out.stderr[-3000:]
+  printed = json.loads(out.stdout.strip().splitlines()[-1])
+  assert printed == json.load(open(tmp_path / 'run' / 'fid_results.json'))
+  assert printed['step'] == 4 and printed['fid_num_samples'] == 4 and np.isfinite(printed['fid'])
+  assert printed['fid_num_reference'] == 6 and np.isfinite(printed['fid_rec'])
   config = image_folder.get_config()
   config.update(dict(TINY_IMAGE, data_dir=str(tmp_path / 'images'), image_size=16))
   batch = next(input_pipeline.train_iterator(config))
@@ -169,6 +181,10 @@ BAD_CONFIGS = [
     ('beta_neg', -1.0, '>= 0'),
     ('lr_decay_steps', (20, 10), 'increasing'),
     ('learning_rate', 0.0, 'positive'),
+    ('fid_inception_weights', '/no/such/pt_inception.pth', 'no such file'),
+    ('fid_every_steps', 5, 'needs the Inception weights'),
+    ('fid_matrix_sqrt', 'svd', "'scipy' or 'eigh'"),
+    ('kid_subset_size', 1, '>= 2'),
 ]
 
 

@@ -1,0 +1,76 @@
+"""FID in the training program: a small image run writes fid, kid and fid_rec; devices agree."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from configs import mnist
+from sintrovae_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,
+            sample_every_steps=2, checkpoint_every_steps=2, num_grid_images=4,
+            num_eval_examples=8, shuffle_buffer=16, fid_every_steps=2, fid_num_samples=6,
+            fid_num_reference=8, fid_batch_size=8, kid_subset_size=5, fid_matrix_sqrt='eigh')
+
+
+def test_image_run_writes_fid_kid_and_fid_rec(tmp_path, fid_weights):
+  workdir = str(tmp_path / 'run')
+  with tfds.testing.mock_data(num_examples=12):
+    config = mnist.get_config()
+    config.update(dict(TINY, fid_inception_weights=fid_weights))
+    results = train.train_and_evaluate(config, workdir)
+    for key in ('fid', 'kid', 'kid_std', 'fid_rec'):
+      assert np.isfinite(results[key]) and results[key] >= 0 or key == 'kid', (key, results)
+    assert (results['fid_num_samples'], results['fid_num_reference'],
+            results['fid_num_reconstructions']) == (6, 8, 6)
+    saved = json.load(open(os.path.join(workdir, 'eval_results.json')))
+    assert {k: saved[k] for k in ('fid', 'kid', 'fid_rec')} == {
+        k: results[k] for k in ('fid', 'kid', 'fid_rec')}
+    rows = [json.loads(l) for l in open(os.path.join(workdir, 'history.jsonl'))]
+    assert [r['step'] for r in rows if 'fid' in r] == [2, 4]
+    assert os.path.exists(os.path.join(workdir, 'pictures', 'fid_curves.png'))
+    cache = os.listdir(os.path.join(workdir, 'fid_cache'))
+    assert len([c for c in cache if c.startswith('reference_')]) == 1
+
+    # --mode=fid's path on the same checkpoint, from the cached reference statistics: the same
+    # numbers. (That generation does not depend on the batch is shown by 4 devices == 1 below.)
+    again = train.fid_from_checkpoint(config, workdir)
+  assert again['step'] == 4
+  for key in ('fid', 'kid', 'fid_rec'):
+    np.testing.assert_allclose(again[key], results[key], rtol=1e-6)
+  assert json.load(open(os.path.join(workdir, 'fid_results.json')))['fid'] == again['fid']
+
+
+def _on_devices(n, weights):
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={n}')
+  out = subprocess.run([sys.executable, 'tests/fid_multidevice_check.py', weights], cwd=ROOT,
+                       env=env, text=True, capture_output=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_four_devices_equal_one_device(fid_weights):
+  one, four = _on_devices(1, fid_weights), _on_devices(4, fid_weights)
+  assert (one['devices'], four['devices']) == (1, 4)
+  for key in ('fid', 'kid', 'kid_std', 'fid_rec'):
+    np.testing.assert_allclose(four[key], one[key], rtol=1e-6)
+
+
+def test_two_hosts_gather_their_rows_in_order():
+  from test_parallel import _env, _free_port  # pylint: disable=g-import-not-at-top
+  address = f'127.0.0.1:{_free_port()}'
+  procs = [subprocess.Popen([sys.executable, 'tests/fid_hosts_check.py', address, str(i)],
+                            cwd=ROOT, env=_env(2), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE) for i in range(2)]
+  outs = [p.communicate(timeout=240) for p in procs]
+  assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+  results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+  assert results[0]['share'] == list(range(6)) and results[1]['share'] == list(range(6, 11))
+  expected = [[float(i), 10.0 * i] for i in range(11)]
+  assert results[0]['gathered'] == results[1]['gathered'] == expected

@@ -1,0 +1,119 @@
+"""Writes PyTorch-format files without torch, for the reader's tests: zip and legacy layouts.
+
+Pickles name torch's functions by string (GLOBAL opcodes), so nothing of torch is imported.
+"""
+
+import collections
+import io
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+
+STORAGE_NAMES = {np.dtype(np.float32): 'FloatStorage', np.dtype(np.float64): 'DoubleStorage',
+                 np.dtype(np.float16): 'HalfStorage', np.dtype(np.int64): 'LongStorage',
+                 np.dtype(np.uint8): 'ByteStorage'}
+
+
+class Global:
+  """Pickled as GLOBAL 'module name': any function, importable here or not."""
+
+  def __init__(self, module, name):
+    self.module, self.name = module, name
+
+  def __call__(self, *args):  # pickle checks that a reduce function is callable
+    raise TypeError('a stand-in for a function, not the function')
+
+
+class Call:
+  """Pickled as `Global(...)(*args)` (REDUCE)."""
+
+  def __init__(self, fn: Global, *args):
+    self.fn, self.args = fn, args
+
+  def __reduce__(self):
+    return self.fn, self.args
+
+
+class Storage:
+  def __init__(self, key, array):
+    self.key, self.array = key, array
+
+
+class _Pickler(pickle._Pickler):  # pylint: disable=protected-access
+  dispatch = pickle._Pickler.dispatch.copy()  # pylint: disable=protected-access
+
+  def __init__(self, file, legacy):
+    super().__init__(file, protocol=2)
+    self.legacy = legacy
+
+  def save_fake_global(self, obj):
+    self.write(pickle.GLOBAL + f'{obj.module}\n{obj.name}\n'.encode())
+
+  dispatch[Global] = save_fake_global
+
+  def persistent_id(self, obj):
+    if isinstance(obj, Storage):
+      pid = ('storage', Global('torch', STORAGE_NAMES[obj.array.dtype]), obj.key, 'cpu',
+             obj.array.size)
+      return pid + (None,) if self.legacy else pid
+    return None
+
+
+def tensor(storage: Storage, shape, stride=None, offset=0):
+  """A tensor record over `storage` (C-contiguous strides unless given)."""
+  if stride is None:
+    stride = tuple(int(s) for s in np.cumprod((1,) + tuple(shape[::-1]))[:-1][::-1]) if shape else ()
+  return Call(Global('torch._utils', '_rebuild_tensor_v2'), storage, offset, tuple(shape),
+              tuple(stride), False, collections.OrderedDict())
+
+
+def state_dict(arrays):
+  """{name: ndarray} -> an OrderedDict of tensor records, one storage each."""
+  return collections.OrderedDict(
+      (k, tensor(Storage(str(i), np.ascontiguousarray(v).ravel()), v.shape))
+      for i, (k, v) in enumerate(arrays.items()))
+
+
+def _storages(obj, found):
+  if isinstance(obj, Storage):
+    found[obj.key] = obj.array
+  elif isinstance(obj, Call):
+    for a in obj.args:
+      _storages(a, found)
+  elif isinstance(obj, dict):
+    for v in obj.values():
+      _storages(v, found)
+  elif isinstance(obj, (list, tuple)):
+    for v in obj:
+      _storages(v, found)
+  return found
+
+
+def dumps(obj, legacy=False) -> bytes:
+  buffer = io.BytesIO()
+  _Pickler(buffer, legacy).dump(obj)
+  return buffer.getvalue()
+
+
+def save_zip(obj, path, root='archive'):
+  """torch.save's zip layout: ROOT/data.pkl and ROOT/data/KEY."""
+  with zipfile.ZipFile(path, 'w') as z:
+    z.writestr(f'{root}/data.pkl', dumps(obj))
+    for key, array in _storages(obj, {}).items():
+      z.writestr(f'{root}/data/{key}', array.tobytes())
+    z.writestr(f'{root}/version', '3\n')
+
+
+def save_legacy(obj, path):
+  """torch.save's pre-1.6 layout: magic, protocol, sys info, object, keys, raw storages."""
+  storages = _storages(obj, {})
+  with open(path, 'wb') as f:
+    for header in (0x1950a86a20f9469cfc6c, 1001, {'little_endian': True}):
+      pickle.dump(header, f, protocol=2)
+    f.write(dumps(obj, legacy=True))
+    pickle.dump(list(storages), f, protocol=2)
+    for array in storages.values():
+      f.write(struct.pack('<q', array.size))
+      f.write(array.tobytes())
