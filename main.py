@@ -7,6 +7,7 @@ use the run's saved config unless --config is given.
 
 import json
 import logging
+import sys
 
 from absl import app, flags
 import jax
@@ -27,6 +28,8 @@ flags.DEFINE_string('inception_weights', '', '--mode=fid: the FID Inception weig
 flags.DEFINE_string('coordinator_address', '', 'Multi-process GPU/CPU runs: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'Multi-process runs: how many processes.')
 flags.DEFINE_integer('process_id', -1, 'Multi-process runs: this process, 0..num_processes-1.')
+flags.DEFINE_bool('verbose', False, 'Show the Python traceback of configuration, data, '
+                  'checkpoint and divergence errors too.')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -37,7 +40,39 @@ class _QuietLibraries(logging.Filter):
     return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
 
 
+def _fail(message: str, code: int) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(code)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with the config file loaded here: its errors end in one message."""
+  try:
+    argv = FLAGS(argv)
+    if FLAGS.config is not None:
+      FLAGS.config.keys()  # loads it: a missing or broken file, a misspelled --config.FIELD
+    return argv
+  except Exception as e:  # pylint: disable=broad-except
+    if '--verbose' in argv:
+      raise
+    text = str(e)
+    if 'Traceback (most recent call last)' in text:  # the config file's own error: its last line
+      text = text.rstrip().splitlines()[-1]
+    if isinstance(e, (AttributeError, KeyError)):  # ConfigDict's "'x'\nDid you mean ..."
+      text = '--config has no field ' + text.strip('\'"').replace('\\n', ' ').replace("\\'", "'")
+    _fail(f'{" ".join(text.split())} (add --verbose for the traceback)', 2)
+
+
 def main(argv):
+  try:
+    _main(argv)
+  except train.USER_ERRORS as e:
+    if FLAGS.verbose:
+      raise
+    _fail(str(e), 1)
+
+
+def _main(argv):
   del argv
   for handler in logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
@@ -63,4 +98,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -4,6 +4,7 @@
 value and what would be valid.
 """
 
+import math
 import os
 from typing import Optional, Tuple
 
@@ -22,6 +23,7 @@ TFDS_SIZES = {'mnist': 28, 'fashion_mnist': 28, 'cifar10': 32, 'svhn_cropped': 3
 VECTOR_DATASETS = toy_data.DATASETS + ('npy',)
 DATASETS = tuple(TFDS_CHANNELS) + ('image_folder',) + VECTOR_DATASETS
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
 
 class ConfigError(ValueError):
@@ -39,6 +41,10 @@ def is_vector_data(config) -> bool:
 
 def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
   """Raises ConfigError for the first field that cannot work; `num_devices` = global devices."""
+  for field, value in config.items():
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+      _fail(field, value, 'expected a finite number')
   if config.dataset not in DATASETS:
     _fail('dataset', config.dataset, f'expected one of {DATASETS}')
   positive_ints = ('z_dim', 'batch_size', 'num_train_steps', 'log_every_steps',
@@ -120,9 +126,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if native and config.image_size != native:
     _fail('image_size', config.image_size,
           f'{config.dataset} images are {native} px; use image_size={native}')
-  if config.dataset == 'image_folder' and not os.path.isdir(config.data_dir):
-    _fail('data_dir', config.data_dir, 'dataset=image_folder needs data_dir to be a folder of '
-          'images (jpg/png, searched recursively)')
+  if config.dataset == 'image_folder':
+    if not os.path.isdir(config.data_dir):
+      _fail('data_dir', config.data_dir, 'dataset=image_folder needs data_dir to be a folder of '
+            'images (jpg/png, searched recursively)')
+    if not any(name.lower().endswith(IMAGE_EXTENSIONS)
+               for _, _, names in os.walk(config.data_dir) for name in names):
+      _fail('data_dir', config.data_dir, f'the folder holds no image files {IMAGE_EXTENSIONS} '
+            '(searched recursively)')
 
 
 def data_shape(config, vector_dim: Optional[int] = None) -> Tuple[int, ...]:

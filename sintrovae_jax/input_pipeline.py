@@ -8,6 +8,7 @@ JAX arrays; TensorFlow is told to keep off the accelerators.
 
 import logging
 import os
+import threading
 from typing import Iterator, List, Optional, Tuple
 
 import jax
@@ -19,7 +20,7 @@ from sintrovae_jax import config_lib, toy_data
 
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow stays on the CPU; JAX owns accelerators.
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+IMAGE_EXTENSIONS = config_lib.IMAGE_EXTENSIONS
 _EPOCH_SEED_STRIDE = 1_000_003
 
 
@@ -37,6 +38,10 @@ def per_host_batch_size(config) -> int:
 
 def load_points(path: str) -> np.ndarray:
   """An [N, D] float32 array from a .npy file, or a DataError saying what is wrong with it."""
+  with open(path, 'rb') as f:
+    if f.read(6) != b'\x93NUMPY':
+      raise DataError(f'{path!r} is not a NumPy .npy file (it lacks the .npy header; a text or '
+                      'CSV file?). Save points with numpy.save(path, array), array [N, D].')
   try:
     points = np.load(path, allow_pickle=False)
   except (OSError, ValueError) as e:
@@ -47,7 +52,15 @@ def load_points(path: str) -> np.ndarray:
                     'expected numbers of shape [N, D] with N >= 2.')
   if not np.isfinite(points).all():
     raise DataError(f'{path!r} contains NaN or infinite values; remove those rows first.')
-  return points.astype(np.float32)
+  with np.errstate(over='ignore'):
+    as32 = points.astype(np.float32)
+  if not np.isfinite(as32).all():
+    raise DataError(f'{path!r} has values beyond float32 range (up to {np.abs(points).max():.3g});'
+                    ' training is in float32: rescale the data first.')
+  if np.all(as32 == as32[0]):
+    raise DataError(f'All {len(as32)} points in {path!r} are identical: there is nothing to learn '
+                    'and no plot range. Check the file.')
+  return as32
 
 
 def point_batches(config, start_step: int = 0,
@@ -129,9 +142,7 @@ def _tfds_split(config, split: str, shuffle_files: bool = False):
 
 
 def _decode(image, size: int, channels: int):
-  """Encoded bytes or a uint8 tensor -> float32 [size, size, channels] in [0, 1]."""
-  if image.dtype == tf.string:
-    image = tf.io.decode_image(image, channels=channels, expand_animations=False)
+  """A uint8 [H, W, channels] image -> float32 [size, size, channels] in [0, 1]."""
   image = tf.ensure_shape(image, [None, None, channels])
   shape = tf.shape(image)
   h, w = shape[0], shape[1]
@@ -148,8 +159,72 @@ def _decode(image, size: int, channels: int):
   return tf.reshape(image, [size, size, channels])
 
 
+class DecodeFailures:
+  """Counts image files that fail to decode (thread-safe) and stops a stream that never decodes.
+
+  A file can pass the start-up scan and still fail to decode (a truncated JPEG). Each failure is
+  counted and logged; when `limit` files fail in a row (every file of this host, at most 1,000),
+  the stream stops with a DataError naming the folder and the first bad files, instead of
+  spinning forever on an endless stream that never yields a batch.
+  """
+
+  def __init__(self, folder: str, limit: int):
+    self.folder, self.limit = folder, limit
+    self.total, self.in_a_row, self.examples = 0, 0, []
+    self.error: Optional[DataError] = None
+    self._lock = threading.Lock()
+
+  def succeeded(self) -> None:
+    with self._lock:
+      self.in_a_row = 0
+
+  def failed(self, path: str, error: Exception) -> None:
+    with self._lock:
+      self.total += 1
+      self.in_a_row += 1
+      if len(self.examples) < 3:
+        self.examples.append(path)
+      if self.total <= 10 or self.total % 100 == 0:
+        logging.warning('Skipping undecodable image %s (%s); %d skipped so far.', path,
+                        str(error)[:200], self.total)
+      if self.in_a_row >= self.limit and self.error is None:
+        self.error = DataError(
+            f'{self.in_a_row} image files in a row under {self.folder!r} could not be decoded '
+            f'(e.g. {self.examples}): no usable images. Remove or repair them.')
+
+
+# What a decoder says of each record: use it, skip it, or end the stream (nothing decodes).
+DECODED, SKIP, STOP = 1, 0, -1
+
+
+def _pil_decoder(channels: int, failures: DecodeFailures):
+  """A tf.data map from a file path to (uint8 [H, W, C] image, DECODED/SKIP/STOP), with PIL."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  mode = 'L' if channels == 1 else 'RGB'
+
+  def decode(path):
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    try:
+      with Image.open(path) as im:
+        image = np.asarray(im.convert(mode), np.uint8).reshape(im.size[1], im.size[0], channels)
+    except Exception as e:  # pylint: disable=broad-except
+      failures.failed(path, e)
+      return np.zeros((1, 1, channels), np.uint8), np.int32(STOP if failures.error else SKIP)
+    failures.succeeded()
+    return image, np.int32(DECODED)
+
+  def tf_decode(path):
+    image, status = tf.numpy_function(decode, [path], (tf.uint8, tf.int32), stateful=False)
+    image.set_shape([None, None, channels])
+    status.set_shape([])
+    return image, status
+
+  return tf_decode
+
+
 def _image_source(config, split: str):
-  """(dataset of raw images for this host, its size)."""
+  """(raw records of this host, their number, decode: raw -> (image, status), DecodeFailures)."""
+  channels = config_lib.data_shape(config)[-1]
   if config.dataset == 'image_folder':
     good, bad = scan_image_folder(config.data_dir)
     if bad:
@@ -159,13 +234,34 @@ def _image_source(config, split: str):
     if not host:
       raise DataError(f'No readable images (extensions {IMAGE_EXTENSIONS}) under '
                       f'{config.data_dir!r} for this host; found {len(bad)} unreadable.')
-    ds = tf.data.Dataset.from_tensor_slices(host).map(tf.io.read_file)
-    return ds, len(host)
+    failures = DecodeFailures(config.data_dir, min(len(host), 1000))
+    return (tf.data.Dataset.from_tensor_slices(host), len(host),
+            _pil_decoder(channels, failures), failures)
   ds, num = _tfds_split(config, split)
-  return ds.map(lambda ex: ex['image']), num
+
+  def decode(raw):
+    if raw.dtype == tf.string:
+      raw = tf.io.decode_image(raw, channels=channels, expand_animations=False)
+    return raw, tf.constant(DECODED)
+
+  return ds.map(lambda ex: ex['image']), num, decode, None
 
 
-def image_batches(config, start_step: int = 0) -> tf.data.Dataset:
+def _usable(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """(image, status) -> images: ends at a STOP, drops the SKIPs."""
+  ds = ds.take_while(lambda image, status: status != STOP)
+  return ds.filter(lambda image, status: status == DECODED).map(lambda image, status: image)
+
+
+def _numpy_batches(ds: tf.data.Dataset,
+                   failures: Optional[DecodeFailures]) -> Iterator[np.ndarray]:
+  """`tfds.as_numpy(ds)`; a stream stopped because nothing decodes raises its DataError."""
+  yield from tfds.as_numpy(ds)
+  if failures is not None and failures.error is not None:
+    raise failures.error
+
+
+def image_batches(config, start_step: int = 0, with_failures: bool = False):
   """Shuffled, repeated, batched, prefetched per-host batches, resumable at `start_step`.
 
   Epoch e is the host's examples shuffled with seed (seed, e); the stream resumes at example
@@ -173,7 +269,7 @@ def image_batches(config, start_step: int = 0) -> tf.data.Dataset:
   """
   size, channels = config.image_size, config_lib.data_shape(config)[-1]
   per_host = per_host_batch_size(config)
-  source, num = _image_source(config, config.train_split)
+  source, num, decode, failures = _image_source(config, config.train_split)
   consumed = start_step * per_host
   first_epoch, offset = divmod(consumed, num)
   buffer = min(config.shuffle_buffer, num)
@@ -186,19 +282,19 @@ def image_batches(config, start_step: int = 0) -> tf.data.Dataset:
   ds = tf.data.Dataset.zip(tf.data.Dataset.range(consumed, 2**62), ds)
 
   def preprocess(index, raw):
-    image = _decode(raw, size, channels)
+    image, status = decode(raw)
+    image = _decode(image, size, channels)
     if config.random_flip:
       coin = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(config.seed, tf.int64),
                                                             index]))
       image = tf.cond(coin < 0.5, lambda: tf.image.flip_left_right(image), lambda: image)
-    return image
+    return image, status
 
   options = tf.data.Options()
   options.deterministic = True
-  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-  if config.dataset == 'image_folder':
-    ds = ds.ignore_errors()  # files that passed the scan but still fail to decode
-  return ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
+  ds = _usable(ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE))
+  ds = ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
+  return (ds, failures) if with_failures else ds
 
 
 def image_pass(config, split: str, limit: int, batch_per_host: int) -> Iterator[np.ndarray]:
@@ -208,16 +304,18 @@ def image_pass(config, split: str, limit: int, batch_per_host: int) -> Iterator[
   `batch_per_host` (the last one may be smaller). For evaluation and FID statistics.
   """
   size, channels = config.image_size, config_lib.data_shape(config)[-1]
-  source, _ = _image_source(config, split)
+  source, _, decode, failures = _image_source(config, split)
   per_host = -(-limit // jax.process_count())
-  ds = source.take(per_host).map(lambda raw: _decode(raw, size, channels),
-                                 num_parallel_calls=tf.data.AUTOTUNE)
-  if config.dataset == 'image_folder':
-    ds = ds.ignore_errors()
+
+  def preprocess(raw):
+    image, status = decode(raw)
+    return _decode(image, size, channels), status
+
+  ds = _usable(source.take(per_host).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE))
   options = tf.data.Options()
   options.deterministic = True
   ds = ds.batch(batch_per_host).prefetch(tf.data.AUTOTUNE).with_options(options)
-  return iter(tfds.as_numpy(ds))
+  return _numpy_batches(ds, failures)
 
 
 def eval_images(config) -> np.ndarray:
@@ -227,9 +325,15 @@ def eval_images(config) -> np.ndarray:
   return np.concatenate(list(image_pass(config, split, limit, batch_per_host=256)))
 
 
+def check_data(config) -> None:
+  """Raises DataError now if the training data is missing (TFDS: the split must load)."""
+  if not config_lib.is_vector_data(config) and config.dataset != 'image_folder':
+    _tfds_split(config, config.train_split)
+
+
 def train_iterator(config, start_step: int = 0,
                    points: Optional[np.ndarray] = None) -> Iterator[np.ndarray]:
   """Per-host NumPy batches from `start_step` on, whatever the data set."""
   if config_lib.is_vector_data(config):
     return point_batches(config, start_step, points)
-  return iter(tfds.as_numpy(image_batches(config, start_step)))
+  return _numpy_batches(*image_batches(config, start_step, with_failures=True))

@@ -20,15 +20,22 @@ import orbax.checkpoint as ocp
 from clu import metric_writers, periodic_actions
 
 from sintrovae_jax import (config_lib, evaluation, fid_eval, inference, input_pipeline, parallel,
-                           plotting, toy_data)
+                           plotting, toy_data, workdir as workdir_lib)
 from sintrovae_jax.train_state import (TrainState, create_train_state, learning_rate_schedule,
                                        make_optimizer)
 from sintrovae_jax.train_step import make_train_step
 from sintrovae_jax.vae import SoftIntroVAE
+from sintrovae_jax.workdir import checkpoint_manager, restore_latest
 
 
 class TrainingDiverged(RuntimeError):
   """Too many consecutive non-finite steps; the last good checkpoint is left in place."""
+
+
+# Errors a user can cause and fix: main.py prints their message alone, without a traceback.
+USER_ERRORS = (config_lib.ConfigError, input_pipeline.DataError, TrainingDiverged,
+               workdir_lib.CheckpointError, workdir_lib.WorkdirLocked, fid_eval.fid.FidError,
+               fid_eval.inception.WeightsError)
 
 
 @dataclasses.dataclass
@@ -57,21 +64,6 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   return Experiment(config, shape, model, state, points)
 
 
-def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options)
-
-
-def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
-  """The latest checkpoint restored into `state`'s structure, or `state` if there is none."""
-  step = manager.latest_step()
-  if step is None:
-    return state
-  logging.info('Resuming from checkpoint at step %d in %s', step, manager.directory)
-  return manager.restore(step, args=ocp.args.StandardRestore(state))
-
-
 # ----------------------------------------------------------------------------------------------
 # Logging.
 
@@ -83,22 +75,32 @@ class MetricLog:
     self.path = os.path.join(workdir, 'history.jsonl')
     self.writer, self.config = writer, config
     self.pending: List[Dict[str, jax.Array]] = []
+    self.checked = 0  # pending steps whose `nonfinite` flag has been read
     self.nonfinite_run = 0
 
-  def add(self, metrics) -> None:
+  def add(self, metrics, step: int) -> None:
+    """Keeps a step's metrics and reads the previous step's `nonfinite` flag (by now computed,
+    so the device queue stays one step ahead); raises TrainingDiverged on a long run of them."""
     self.pending.append(metrics)
+    self._check(len(self.pending) - 1, step - 1)
 
-  def flush(self, step: int) -> Dict[str, float]:
-    """Writes the mean of the pending steps; raises TrainingDiverged on a long non-finite run."""
-    steps = [jax.tree.map(float, m) for m in parallel.unreplicate(self.pending)]
-    self.pending = []
-    for m in steps:
-      self.nonfinite_run = self.nonfinite_run + 1 if m['nonfinite'] else 0
+  def _check(self, upto: int, step: int) -> None:
+    for m in self.pending[self.checked:upto]:
+      nonfinite = float(parallel.unreplicate(m['nonfinite']))
+      self.nonfinite_run = self.nonfinite_run + 1 if nonfinite else 0
       if self.nonfinite_run >= self.config.max_nonfinite_steps:
         raise TrainingDiverged(
             f'{self.nonfinite_run} consecutive non-finite steps up to step {step}: training has '
-            'diverged. The last good checkpoint is kept; try a lower learning_rate, a smaller '
-            'beta_neg or bfloat16 off.')
+            'diverged (each was skipped, so the state is still the last finite one). The last '
+            'good checkpoint is kept; try a lower learning_rate, a smaller beta_neg or bfloat16 '
+            'off.')
+    self.checked = max(self.checked, upto)
+
+  def flush(self, step: int) -> Dict[str, float]:
+    """Writes the mean of the pending steps; raises TrainingDiverged on a long non-finite run."""
+    self._check(len(self.pending), step)
+    steps = [jax.tree.map(float, m) for m in parallel.unreplicate(self.pending)]
+    self.pending, self.checked = [], 0
     finite = [m for m in steps if not m['nonfinite']] or steps
     summary = {k: float(np.mean([m[k] for m in finite])) for k in steps[0]}
     summary['nonfinite'] = float(sum(m['nonfinite'] for m in steps))
@@ -243,18 +245,34 @@ def create_fid_evaluator(exp: Experiment, workdir: str) -> Optional[fid_eval.Fid
 
 
 class _Preemption:
-  """SIGTERM (a preempted VM) sets a flag; the loop saves and exits at the next step."""
+  """SIGTERM (a preempted VM) or Ctrl-C sets a flag; the loop saves and exits at the next step.
+
+  A second Ctrl-C exits at once, without saving.
+  """
 
   def __init__(self):
     self.requested = False
     try:
       signal.signal(signal.SIGTERM, self._handle)
+      signal.signal(signal.SIGINT, self._handle)
     except ValueError:  # not the main thread: leave signals alone
       pass
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    logging.warning('SIGTERM received: saving a checkpoint and stopping.')
+    name = signal.Signals(signum).name
+    if self.requested and signum == signal.SIGINT:
+      logging.warning('Second Ctrl-C: exiting now without saving.')
+      os._exit(130)  # pylint: disable=protected-access
+    logging.warning('%s received: saving a checkpoint and stopping (Ctrl-C again to exit at '
+                    'once).', name)
     self.requested = True
+
+  def restore_defaults(self) -> None:
+    try:
+      signal.signal(signal.SIGTERM, signal.SIG_DFL)
+      signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:
+      pass
 
   def __call__(self, step: int) -> bool:
     if jax.process_count() > 1:
@@ -267,12 +285,30 @@ class _Preemption:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[Dict[str, float]]:
-  """Trains per `config`, resuming from `workdir`; returns the final evaluation (None if stopped)."""
+  """Trains per `config`, resuming from `workdir`; returns the final evaluation (None if stopped).
+
+  Config, data and workdir are checked before anything is written; the workdir is locked for the
+  run; a checkpoint is written before pictures and evaluation, which cannot lose it.
+  """
   exp = build(config)
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.check_config(config, workdir)
+  input_pipeline.check_data(config)
+  lock = workdir_lib.lock(workdir)
+  preempted = _Preemption()
+  try:
+    return _train(exp, workdir, preempted)
+  finally:
+    preempted.restore_defaults()
+    if lock:
+      lock.close()
+
+
+def _train(exp: Experiment, workdir: str, preempted: '_Preemption') -> Optional[Dict[str, float]]:
+  config = exp.config
   manager = checkpoint_manager(workdir, config)
   state = restore_latest(manager, exp.state)
   start = int(state.step)
+  workdir_lib.truncate_history(workdir, start)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -303,28 +339,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
     if config.profile_steps:
       hooks.append(periodic_actions.Profile(num_profile_steps=config.profile_steps,
                                             logdir=workdir))
-  preempted = _Preemption()
   logging.info('Training %s from step %d to %d on %d device(s).', config.dataset, start,
                config.num_train_steps, jax.device_count())
 
   def save(step):
-    manager.save(step, args=ocp.args.StandardSave(parallel.unreplicate(r_state)), force=True)
+    host_state = parallel.unreplicate(r_state)
+    try:
+      workdir_lib.assert_finite(host_state, f'The state at step {step}')
+    except FloatingPointError as e:
+      raise TrainingDiverged(f'{e} It is not saved; the last good checkpoint is kept. Try a '
+                             'lower learning_rate or smaller betas.') from None
+    manager.save(step, args=ocp.args.StandardSave(host_state), force=True)
     manager.wait_until_finished()
 
   for step in range(start + 1, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       phase = 'vae' if step <= config.num_vae_steps else 'soft_intro'
       r_state, metrics = p_steps[phase](r_state, next(batches))
-    log.add(metrics)
+    log.add(metrics, step)  # raises TrainingDiverged on a long run of non-finite steps
     for hook in hooks:
       hook(step)
     last = step == config.num_train_steps
     if step % config.log_every_steps == 0 or last:
-      log.flush(step)  # raises TrainingDiverged before anything is saved
-    if (step % config.sample_every_steps == 0 or last) and jax.process_index() == 0:
-      write_pictures(exp, parallel.unreplicate(r_state), step, real_for_pictures, writer, workdir)
+      log.flush(step)
     if step % config.checkpoint_every_steps == 0 or last:
       save(step)
+    if (step % config.sample_every_steps == 0 or last) and jax.process_index() == 0:
+      _never_fatal(f'pictures at step {step}', write_pictures, exp, parallel.unreplicate(r_state),
+                   step, real_for_pictures, writer, workdir)
     if fid_evaluator and config.fid_every_steps and step % config.fid_every_steps == 0 and not last:
       log.write_fid(step, fid_evaluator(r_state))
     if preempted(step):
@@ -332,7 +374,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
         log.flush(step)
       save(step)
       writer.flush()
-      logging.warning('Stopped at step %d after SIGTERM; rerun the same command to resume.', step)
+      logging.warning('Stopped at step %d on a stop signal; rerun the same command to resume.',
+                      step)
       return None
 
   final = parallel.unreplicate(r_state)
@@ -341,7 +384,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
     fid_results = fid_evaluator(r_state)
     log.write_fid(config.num_train_steps, fid_results)
     results.update(fid_results)
-  write_curves(log.history(), workdir)
+  if jax.process_index() == 0:
+    _never_fatal('curves', write_curves, log.history(), workdir)
   writer.write_scalars(config.num_train_steps, {f'eval/{k}': v for k, v in results.items()
                                                 if v is not None})
   writer.flush()
@@ -350,6 +394,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
       json.dump(results, f, indent=2, sort_keys=True)
   logging.info('Final evaluation: %s', results)
   return results
+
+
+def _never_fatal(what: str, fn, *args) -> None:
+  """Pictures are for looking at: a failure to draw them is logged, never fatal to the run."""
+  try:
+    fn(*args)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('Could not draw the %s (%s: %s); training goes on.', what, type(e).__name__, e)
 
 
 def _chain(first, rest):
@@ -369,8 +421,8 @@ def load_config(workdir: str,
   """
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
-    raise FileNotFoundError(f'No config.json in {workdir!r}: is it the --workdir of a training '
-                            'run? Or pass --config.')
+    raise config_lib.ConfigError(f'No config.json in {workdir!r}: is it the --workdir of a '
+                                 'training run? Or pass --config.')
   with open(path) as f:
     values = json.load(f)
   for key in ('channels', 'mlp_hidden', 'lr_decay_steps'):
@@ -390,7 +442,7 @@ def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
                                  '--inception_weights=PATH (README, "FID and KID").')
   manager = checkpoint_manager(workdir, config)
   if manager.latest_step() is None:
-    raise FileNotFoundError(f'No checkpoint under {workdir!r}/checkpoints to evaluate.')
+    raise workdir_lib.CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to evaluate.')
   state = restore_latest(manager, exp.state)
   results = dict(create_fid_evaluator(exp, workdir)(parallel.replicate(state)),
                  step=int(state.step))
@@ -406,7 +458,8 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
   exp = build(config)
   manager = checkpoint_manager(workdir, config)
   if manager.latest_step() is None:
-    raise FileNotFoundError(f'No checkpoint under {workdir!r}/checkpoints to sample from.')
+    raise workdir_lib.CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to sample '
+                                      'from.')
   state = restore_latest(manager, exp.state)
   folder = os.path.join(workdir, 'samples')
   os.makedirs(folder, exist_ok=True)

@@ -59,8 +59,9 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
 
   Steps `t < num_vae_steps` are vanilla-VAE steps (one Adam step on both networks); later steps are
   one Soft-IntroVAE iteration: an encoder update, then a decoder update with the updated encoder.
-  A step whose loss or gradients are not finite leaves parameters, optimiser states and BatchNorm
-  statistics unchanged, advances `state.step` and reports `metrics['nonfinite'] = 1`.
+  A step whose loss, gradients or new state (parameters, optimiser states, BatchNorm statistics)
+  are not finite leaves the state unchanged but for `state.step`, which advances, and reports
+  `metrics['nonfinite'] = 1`.
 
   Args:
     model: the networks; their BatchNorm layers are re-targeted to `axis_name` here.
@@ -135,6 +136,10 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
       new, metrics, finite = jax.lax.cond(state.step < num_vae_steps, vae, soft, state, batch,
                                           draws)
     # Skip a non-finite update wholesale: never write NaN into the state (ALGORITHM.md, D step 7).
+    # The new state itself is checked too: finite gradients can still overflow the parameters
+    # (an infinite learning rate) or Adam's second moments (huge betas).
+    finite = finite & _all_finite(new.encoder_params, new.decoder_params, new.batch_stats,
+                                  new.encoder_opt_state, new.decoder_opt_state)
     finite = _mean(finite.astype(jnp.float32), axis_name) == 1.0  # every device agrees
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
     metrics = _mean(metrics, axis_name)

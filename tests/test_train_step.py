@@ -223,3 +223,20 @@ def test_fixed_phase_steps_equal_the_automatic_choice():
   assert not np.allclose(_flat(a2.encoder_params), _flat(vae(a1, x)[0].encoder_params))
   with pytest.raises(ValueError, match='phase'):
     sv.make_train_step(model, W2D, phase='warmup')
+
+
+@pytest.mark.parametrize('phase', ['vae', 'soft_intro'])
+@pytest.mark.parametrize('learning_rate,beta', [(np.inf, 1.0), (1e-3, 1e38)],
+                         ids=['infinite_learning_rate', 'huge_betas'])
+def test_a_step_that_would_overflow_the_state_is_skipped(learning_rate, beta, phase):
+  """Finite losses and gradients can still overflow parameters or Adam's moments: skip those."""
+  model = mlp_model()
+  tx = sv.make_optimizer(sv.learning_rate_schedule(learning_rate, ()))
+  state = sv.create_train_state(model, jax.random.PRNGKey(0), (2,), tx)
+  w = sv.LossWeights(beta_rec=beta, beta_kl=beta, beta_neg=1.0, scale=0.5)
+  batch = jnp.asarray(np.random.default_rng(0).normal(size=(16, 2)), jnp.float32)
+  new, metrics = jax.jit(sv.make_train_step(model, w, phase=phase))(state, batch)
+  assert np.isfinite(float(metrics['loss_rec']))  # the loss alone would not have caught it
+  assert float(metrics['nonfinite']) == 1.0
+  for a, b in zip(jax.tree.leaves(new.replace(step=state.step)), jax.tree.leaves(state)):
+    np.testing.assert_array_equal(a, b)

@@ -1,0 +1,242 @@
+"""Faults a user or an operator meets: each test reproduces one and checks the program's answer."""
+
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import image_folder, toy2d
+from sintrovae_jax import config_lib, input_pipeline, train, workdir as workdir_lib
+from test_main import params_of, run_main, stop_long_2d_run
+
+
+def _points_config(tmp_path, **overrides):
+  points = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+  path = tmp_path / 'points.npy'
+  if not path.exists():
+    np.save(path, points)
+  config = toy2d.get_config('npy')
+  config.update(dict(data_file=str(path), mlp_hidden=(8,), batch_size=16, num_train_steps=4,
+                     num_vae_steps=1, log_every_steps=1, sample_every_steps=100,
+                     checkpoint_every_steps=2, num_eval_points=32, keep_checkpoints=5))
+  config.update(overrides)
+  return config
+
+
+def _jpeg_bytes(rng, size=64):
+  buffer = io.BytesIO()
+  Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, 'JPEG')
+  return buffer.getvalue()
+
+
+def _folder_config(folder):
+  config = image_folder.get_config()
+  config.update(dict(data_dir=str(folder), image_size=16, channels=(8, 16), batch_size=4,
+                     shuffle_buffer=16))
+  return config
+
+
+def _next_within(iterator, seconds):
+  """next(iterator) in a thread: (value or exception), or a failure if it does not return."""
+  box = {}
+
+  def run():
+    try:
+      box['value'] = next(iterator)
+    except Exception as e:  # pylint: disable=broad-except
+      box['error'] = e
+
+  thread = threading.Thread(target=run, daemon=True)
+  thread.start()
+  thread.join(seconds)
+  assert not thread.is_alive(), f'no batch and no error within {seconds} s: the stream hangs'
+  return box
+
+
+def test_a_folder_where_nothing_decodes_stops_with_a_clear_error(tmp_path):
+  rng = np.random.default_rng(0)
+  for i in range(5):  # truncated JPEGs pass the scan but fail to decode
+    data = _jpeg_bytes(rng)
+    (tmp_path / f'{i}.jpg').write_bytes(data[:len(data) // 2])
+  assert len(input_pipeline.scan_image_folder(str(tmp_path))[0]) == 5
+  box = _next_within(input_pipeline.train_iterator(_folder_config(tmp_path)), 60)
+  assert isinstance(box.get('error'), input_pipeline.DataError), box
+  assert str(tmp_path) in str(box['error']) and '.jpg' in str(box['error'])
+
+
+def test_a_mixed_folder_counts_every_bad_file(tmp_path, caplog):
+  rng = np.random.default_rng(0)
+  for i in range(6):
+    (tmp_path / f'good{i}.jpg').write_bytes(_jpeg_bytes(rng))
+  for i in range(2):
+    data = _jpeg_bytes(rng)
+    (tmp_path / f'truncated{i}.jpg').write_bytes(data[:len(data) // 2])
+  (tmp_path / 'text.png').write_text('not an image')
+  (tmp_path / 'empty.jpg').write_bytes(b'')
+  with caplog.at_level(logging.WARNING):
+    batches = input_pipeline.train_iterator(_folder_config(tmp_path))
+    for _ in range(3):  # two epochs: the truncated files are met and skipped
+      batch = _next_within(batches, 60)['value']
+      assert batch.shape == (4, 16, 16, 3)
+  text = caplog.text
+  assert 'Skipping 2 unreadable image file(s)' in text  # found by the scan
+  assert 'truncated0.jpg' in text and 'truncated1.jpg' in text and '2 skipped so far' in text
+
+
+def test_points_that_cannot_train_are_refused(tmp_path):
+  cases = {'huge.npy': np.array([[1e300, 0.0], [0.0, 1.0]]),
+           'zeros.npy': np.zeros((10, 2))}
+  for name, array in cases.items():
+    np.save(tmp_path / name, array)
+  (tmp_path / 'text.npy').write_text('1.0, 2.0\n3.0, 4.0\n')
+  with pytest.raises(input_pipeline.DataError, match='float32 range'):
+    input_pipeline.load_points(str(tmp_path / 'huge.npy'))
+  with pytest.raises(input_pipeline.DataError, match='identical'):
+    input_pipeline.load_points(str(tmp_path / 'zeros.npy'))
+  with pytest.raises(input_pipeline.DataError, match='not a NumPy .npy file'):
+    input_pipeline.load_points(str(tmp_path / 'text.npy'))
+
+
+def test_an_empty_image_folder_fails_at_once_and_writes_nothing(tmp_path):
+  (tmp_path / 'images').mkdir()
+  (tmp_path / 'images' / 'notes.txt').write_text('no images here')
+  workdir = tmp_path / 'run'
+  start = time.time()
+  with pytest.raises(config_lib.ConfigError, match='no image files'):
+    train.train_and_evaluate(_folder_config(tmp_path / 'images'), str(workdir))
+  assert time.time() - start < 10 and not workdir.exists()
+
+
+def _damage(step_dir, how):
+  item = os.path.join(step_dir, 'default')
+  if how == 'data_file':
+    for root, _, names in os.walk(os.path.join(item, 'd')):
+      for name in names:
+        path = os.path.join(root, name)
+        with open(path, 'r+b') as f:
+          f.truncate(os.path.getsize(path) // 2)
+  elif how == 'metadata':
+    os.remove(os.path.join(item, '_METADATA'))
+  elif how == 'manifest':
+    path = os.path.join(item, 'manifest.ocdbt')
+    with open(path, 'r+b') as f:
+      f.truncate(os.path.getsize(path) // 2)
+
+
+@pytest.mark.parametrize('how', ['data_file', 'metadata', 'manifest'])
+def test_a_damaged_latest_checkpoint_falls_back_to_an_intact_one(tmp_path, caplog, how):
+  config = _points_config(tmp_path)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  at_2 = tmp_path / 'at_2'
+  shutil.copytree(os.path.join(workdir, 'checkpoints', '2'), at_2)
+  _damage(os.path.join(workdir, 'checkpoints', '4'), how)
+  config.num_train_steps = 6
+  with caplog.at_level(logging.WARNING):
+    train.train_and_evaluate(config, workdir)
+  assert 'step 4' in caplog.text and 'damaged' in caplog.text
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints_damaged', '4'))
+  assert train.checkpoint_manager(workdir, config).latest_step() == 6
+  history = [json.loads(l)['step'] for l in open(os.path.join(workdir, 'history.jsonl'))]
+  assert history == sorted(history) and history[-3:] == [4, 5, 6]  # resumed from step 2
+
+  # When no checkpoint restores, one clear error naming them, and nothing is moved.
+  for step in ('4', '6'):
+    _damage(os.path.join(workdir, 'checkpoints', step), 'metadata')
+  _damage(os.path.join(workdir, 'checkpoints', '2'), 'metadata')
+  config.num_train_steps = 8
+  with pytest.raises(workdir_lib.CheckpointError, match='No checkpoint .* can be restored'):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_a_picture_failure_loses_no_checkpoint(tmp_path, monkeypatch):
+  def broken(*args, **kwargs):
+    raise OverflowError('cannot draw this')
+
+  monkeypatch.setattr(train, 'write_pictures', broken)
+  config = _points_config(tmp_path, sample_every_steps=2, checkpoint_every_steps=100)
+  workdir = str(tmp_path / 'run')
+  results = train.train_and_evaluate(config, workdir)
+  assert results and os.path.exists(os.path.join(workdir, 'eval_results.json'))
+  assert train.checkpoint_manager(workdir, config).latest_step() == 4
+
+
+def test_a_changed_config_is_refused_unless_it_only_changes_run_length_or_logging(tmp_path):
+  config = _points_config(tmp_path)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  saved = open(os.path.join(workdir, 'config.json')).read()
+  for field, value in (('z_dim', 3), ('mlp_hidden', (8, 8)), ('dataset', '8gaussians'),
+                       ('beta_neg', 2.0)):
+    changed = _points_config(tmp_path, **{field: value})
+    with pytest.raises(workdir_lib.ConfigChanged) as err:
+      train.train_and_evaluate(changed, workdir)
+    message = str(err.value)
+    assert field in message and 'new --workdir' in message and f'--config.{field}=' in message
+  assert open(os.path.join(workdir, 'config.json')).read() == saved  # untouched
+  longer = _points_config(tmp_path, num_train_steps=6, log_every_steps=2)
+  train.train_and_evaluate(longer, workdir)
+  assert train.checkpoint_manager(workdir, longer).latest_step() == 6
+
+
+def test_a_second_run_on_the_same_workdir_is_refused(tmp_path):
+  workdir = str(tmp_path / 'run')
+  holder = workdir_lib.lock(workdir)
+  try:
+    with pytest.raises(workdir_lib.WorkdirLocked, match=f'pid {os.getpid()}'):
+      train.train_and_evaluate(_points_config(tmp_path), workdir)
+  finally:
+    holder.close()
+  assert train.train_and_evaluate(_points_config(tmp_path), workdir)  # free again
+
+
+def test_history_never_goes_back_in_time_after_a_resume(tmp_path):
+  config = _points_config(tmp_path)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  # As after kill -9 past step 2: rows up to 4 were written, the checkpoint at 4 never was.
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '4'))
+  train.train_and_evaluate(config, workdir)
+  steps = [json.loads(l)['step'] for l in open(os.path.join(workdir, 'history.jsonl'))]
+  assert steps == [1, 2, 3, 4]
+
+
+def test_nonfinite_state_is_never_saved():
+  with pytest.raises(FloatingPointError, match='the state'):
+    workdir_lib.assert_finite({'a': np.ones(3), 'b': np.array([1.0, np.inf])}, 'the state')
+  workdir_lib.assert_finite({'a': np.ones(3), 'step': np.array(3)}, 'the state')
+
+
+def test_user_errors_print_one_message_without_a_traceback(tmp_path):
+  cases = [
+      (['--config=configs/nonexistent.py'], 'nonexistent.py'),
+      (['--config=configs/toy2d.py:8gaussians', '--config.z_dimm=3'], 'did you mean'),
+      (['--config=configs/mnist.py', f'--config.data_dir={tmp_path / "no_data"}'],
+       'tfds build mnist'),
+  ]
+  for args, expected in cases:
+    out = run_main(*args, f'--workdir={tmp_path / "run"}')
+    assert out.returncode in (1, 2), out.stderr[-2000:]
+    assert 'Traceback' not in out.stderr, out.stderr[-3000:]
+    assert expected.lower() in out.stderr.lower() and 'error:' in out.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  workdir = str(tmp_path / 'run')
+  returncode, output = stop_long_2d_run(workdir, signal.SIGINT)
+  assert returncode == 0, output[-3000:]
+  assert 'SIGINT received' in output and 'Traceback' not in output
+  config = toy2d.get_config('8gaussians')
+  config.update(dict(mlp_hidden=(16, 16), num_train_steps=3000, num_vae_steps=20, batch_size=64))
+  step = train.checkpoint_manager(workdir, config).latest_step()
+  assert step is not None and 20 <= step < 3000
+  assert int(params_of(workdir, config).step) == step
