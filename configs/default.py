@@ -48,6 +48,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_grid_images = 64       # per panel of the real / reconstruction / sample grid
   c.max_nonfinite_steps = 20   # consecutive skipped (non-finite) steps before stopping
   c.profile_steps = 0          # >0: capture a profile of this many steps (clu Profile)
+  # Compiled programs are kept here, so a restarted run skips compiling ('' = off; '{workdir}' is
+  # replaced by --workdir; a JAX_COMPILATION_CACHE_DIR in the environment takes precedence).
+  c.compilation_cache_dir = '{workdir}/compilation_cache'
   c.eval_seed = 1234
   c.num_eval_examples = 5_000  # images: examples for the final evaluation
   c.num_eval_points = 5_000    # 2D: real and generated points for KL / JSD

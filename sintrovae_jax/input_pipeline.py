@@ -100,22 +100,29 @@ def point_batches(config, start_step: int = 0,
 # Images: TFDS and image folders.
 
 
-def scan_image_folder(folder: str) -> Tuple[List[str], List[str]]:
-  """Returns (readable image paths, unreadable ones), sorted, searching `folder` recursively."""
+def list_image_folder(folder: str) -> List[str]:
+  """Image files under `folder` (recursive, by extension), sorted; no file is opened."""
+  paths = []
+  for root, _, names in os.walk(folder):
+    paths.extend(os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS))
+  return sorted(paths)
+
+
+def check_image_files(paths: List[str]) -> Tuple[List[str], List[str]]:
+  """(paths that decode, paths that do not), decoding each file fully with PIL."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   good, bad = [], []
-  for root, _, files in sorted(os.walk(folder)):
-    for name in sorted(files):
-      if not name.lower().endswith(IMAGE_EXTENSIONS):
-        continue
-      path = os.path.join(root, name)
-      try:
-        with Image.open(path) as im:
-          im.verify()
-        good.append(path)
-      except Exception:  # pylint: disable=broad-except
-        bad.append(path)
+  for path in paths:
+    try:
+      with Image.open(path) as im:
+        im.load()
+      good.append(path)
+    except Exception:  # pylint: disable=broad-except
+      bad.append(path)
   return good, bad
+
+
+FILES_CHECKED_AT_START = 64
 
 
 def _tfds_split(config, split: str, shuffle_files: bool = False):
@@ -141,8 +148,12 @@ def _tfds_split(config, split: str, shuffle_files: bool = False):
   return ds, num
 
 
-def _decode(image, size: int, channels: int):
-  """A uint8 [H, W, channels] image -> float32 [size, size, channels] in [0, 1]."""
+def _decode(image, size: int, channels: int, as_uint8: bool = False):
+  """A uint8 [H, W, channels] image -> [size, size, channels]: float32 in [0, 1], or uint8.
+
+  Images of another size are resized (shorter side to `size`, antialiased) and centre-cropped;
+  as uint8 they are then rounded to 8 bits, as a stored image would be.
+  """
   image = tf.ensure_shape(image, [None, None, channels])
   shape = tf.shape(image)
   h, w = shape[0], shape[1]
@@ -155,8 +166,12 @@ def _decode(image, size: int, channels: int):
     image = tf.image.crop_to_bounding_box(image, (new_h - size) // 2, (new_w - size) // 2, size,
                                           size)
     image = tf.clip_by_value(image, 0.0, 255.0)
-  image = tf.cast(image, tf.float32) / 255.0
-  return tf.reshape(image, [size, size, channels])
+    if as_uint8:
+      image = tf.cast(tf.round(image), tf.uint8)
+  image = tf.reshape(image, [size, size, channels])
+  if as_uint8:
+    return tf.cast(image, tf.uint8)
+  return tf.cast(image, tf.float32) / 255.0
 
 
 class DecodeFailures:
@@ -226,14 +241,22 @@ def _image_source(config, split: str):
   """(raw records of this host, their number, decode: raw -> (image, status), DecodeFailures)."""
   channels = config_lib.data_shape(config)[-1]
   if config.dataset == 'image_folder':
-    good, bad = scan_image_folder(config.data_dir)
+    # Listed, not read: each host keeps its share and decodes a bounded sample of it now; files
+    # that fail later are skipped and counted as they come (DecodeFailures).
+    host = list_image_folder(config.data_dir)[jax.process_index()::jax.process_count()]
+    _, bad = check_image_files(host[:FILES_CHECKED_AT_START])
     if bad:
       logging.warning('Skipping %d unreadable image file(s) in %s, e.g. %s', len(bad),
                       config.data_dir, bad[:3])
-    host = good[jax.process_index()::jax.process_count()]
+      if len(bad) == min(len(host), FILES_CHECKED_AT_START):
+        raise DataError(f'None of the first {len(bad)} image files of this host under '
+                        f'{config.data_dir!r} can be decoded (e.g. {bad[:3]}): no usable images. '
+                        'Remove or repair them.')
+      bad = set(bad)
+      host = [p for p in host if p not in bad]
     if not host:
-      raise DataError(f'No readable images (extensions {IMAGE_EXTENSIONS}) under '
-                      f'{config.data_dir!r} for this host; found {len(bad)} unreadable.')
+      raise DataError(f'No image files (extensions {IMAGE_EXTENSIONS}) under '
+                      f'{config.data_dir!r} for this host.')
     failures = DecodeFailures(config.data_dir, min(len(host), 1000))
     return (tf.data.Dataset.from_tensor_slices(host), len(host),
             _pil_decoder(channels, failures), failures)
@@ -247,22 +270,61 @@ def _image_source(config, split: str):
   return ds.map(lambda ex: ex['image']), num, decode, None
 
 
+def _not_stopped(image, status):
+  del image
+  return status != STOP
+
+
+def _decoded(image, status):
+  del image
+  return status == DECODED
+
+
+def _image_only(image, status):
+  del status
+  return image
+
+
 def _usable(ds: tf.data.Dataset) -> tf.data.Dataset:
   """(image, status) -> images: ends at a STOP, drops the SKIPs."""
-  ds = ds.take_while(lambda image, status: status != STOP)
-  return ds.filter(lambda image, status: status == DECODED).map(lambda image, status: image)
+  return ds.take_while(_not_stopped).filter(_decoded).map(_image_only)
 
 
-def _numpy_batches(ds: tf.data.Dataset,
-                   failures: Optional[DecodeFailures]) -> Iterator[np.ndarray]:
-  """`tfds.as_numpy(ds)`; a stream stopped because nothing decodes raises its DataError."""
-  yield from tfds.as_numpy(ds)
-  if failures is not None and failures.error is not None:
-    raise failures.error
+class _NumpyBatches:
+  """`tfds.as_numpy(ds)`; a stream stopped because nothing decodes raises its DataError.
+
+  `skipped`: image files skipped so far because they did not decode (for the metrics).
+  """
+
+  def __init__(self, ds: tf.data.Dataset, failures: Optional[DecodeFailures]):
+    self._iterator = iter(tfds.as_numpy(ds))
+    self._failures = failures
+
+  @property
+  def skipped(self) -> int:
+    return self._failures.total if self._failures else 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> np.ndarray:
+    try:
+      return next(self._iterator)
+    except StopIteration:
+      if self._failures is not None and self._failures.error is not None:
+        raise self._failures.error from None
+      raise
+
+
+def _numpy_batches(ds: tf.data.Dataset, failures: Optional[DecodeFailures]) -> _NumpyBatches:
+  return _NumpyBatches(ds, failures)
 
 
 def image_batches(config, start_step: int = 0, with_failures: bool = False):
-  """Shuffled, repeated, batched, prefetched per-host batches, resumable at `start_step`.
+  """Shuffled, repeated, batched, prefetched per-host uint8 batches, resumable at `start_step`.
+
+  uint8, a quarter of float32's bytes on the way to the devices; the training program scales them
+  to [0, 1] on the device (train.py's `to_unit_range`).
 
   Epoch e is the host's examples shuffled with seed (seed, e); the stream resumes at example
   `start_step * per_host_batch` by skipping at most one epoch's undecoded records.
@@ -283,7 +345,7 @@ def image_batches(config, start_step: int = 0, with_failures: bool = False):
 
   def preprocess(index, raw):
     image, status = decode(raw)
-    image = _decode(image, size, channels)
+    image = _decode(image, size, channels, as_uint8=True)
     if config.random_flip:
       coin = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(config.seed, tf.int64),
                                                             index]))
@@ -333,7 +395,7 @@ def check_data(config) -> None:
 
 def train_iterator(config, start_step: int = 0,
                    points: Optional[np.ndarray] = None) -> Iterator[np.ndarray]:
-  """Per-host NumPy batches from `start_step` on, whatever the data set."""
+  """Per-host NumPy batches from `start_step` on: float32 points, or uint8 images."""
   if config_lib.is_vector_data(config):
     return point_batches(config, start_step, points)
   return _numpy_batches(*image_batches(config, start_step, with_failures=True))

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
@@ -284,30 +285,102 @@ class _Preemption:
     return self.requested
 
 
+def configure_compilation_cache(config, workdir: str) -> str:
+  """Points JAX's persistent compilation cache at config.compilation_cache_dir (before any
+  compile); a JAX_COMPILATION_CACHE_DIR set in the environment wins. Returns the folder or ''."""
+  if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    return os.environ['JAX_COMPILATION_CACHE_DIR']
+  folder = config.compilation_cache_dir.replace('{workdir}', os.path.abspath(workdir))
+  if folder:
+    jax.config.update('jax_compilation_cache_dir', folder)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+    jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+  return folder
+
+
+class StartupReport:
+  """Seconds from the start to each milestone, and the compilation-cache hits among them."""
+
+  def __init__(self):
+    self.start = time.perf_counter()
+    self.seconds: Dict[str, float] = {}
+    self.cache_hits = 0
+    self._last = self.start
+    jax.monitoring.register_event_listener(self._on_event)
+
+  def _on_event(self, event: str, **kwargs) -> None:
+    del kwargs
+    if event == '/jax/compilation_cache/cache_hits':
+      self.cache_hits += 1
+
+  def mark(self, what: str) -> None:
+    """Records the seconds spent since the previous mark under `what`."""
+    now = time.perf_counter()
+    self.seconds[what] = round(now - self._last, 3)
+    self._last = now
+
+  def close(self) -> None:
+    try:
+      jax.monitoring.unregister_event_listener(self._on_event)
+    except (AssertionError, KeyError, ValueError):  # already unregistered
+      pass
+
+  def write(self, workdir: str, cache_dir: str, start_step: int) -> Dict[str, Any]:
+    self.close()
+    report = dict(seconds=self.seconds, to_first_step=round(self._last - self.start, 3),
+                  compilation_cache_dir=cache_dir, compilation_cache_hits=self.cache_hits,
+                  start_step=start_step)
+    logging.info('Start-up: %.1f s to the first step (%s); compilation cache: %d hit(s).',
+                 report['to_first_step'],
+                 ', '.join(f'{k} {v:.1f} s' for k, v in self.seconds.items()), self.cache_hits)
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, 'startup.json'), 'w') as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
+def to_unit_range(batch: jax.Array) -> jax.Array:
+  """uint8 image batches -> float32 in [0, 1], on the device; float batches pass unchanged."""
+  if batch.dtype == jnp.uint8:
+    return batch.astype(jnp.float32) / jnp.float32(255.0)
+  return batch
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[Dict[str, float]]:
   """Trains per `config`, resuming from `workdir`; returns the final evaluation (None if stopped).
 
   Config, data and workdir are checked before anything is written; the workdir is locked for the
-  run; a checkpoint is written before pictures and evaluation, which cannot lose it.
+  run; a checkpoint is written before pictures and evaluation, which cannot lose it. Start-up
+  times go to WORKDIR/startup.json.
   """
-  exp = build(config)
-  workdir_lib.check_config(config, workdir)
-  input_pipeline.check_data(config)
-  lock = workdir_lib.lock(workdir)
-  preempted = _Preemption()
+  report = StartupReport()
   try:
-    return _train(exp, workdir, preempted)
+    cache_dir = configure_compilation_cache(config, workdir)
+    exp = build(config)
+    workdir_lib.check_config(config, workdir)
+    input_pipeline.check_data(config)
+    lock = workdir_lib.lock(workdir)
+  except BaseException:
+    report.close()
+    raise
+  preempted = _Preemption()
+  report.mark('build_state')
+  try:
+    return _train(exp, workdir, preempted, report, cache_dir)
   finally:
+    report.close()
     preempted.restore_defaults()
     if lock:
       lock.close()
 
 
-def _train(exp: Experiment, workdir: str, preempted: '_Preemption') -> Optional[Dict[str, float]]:
+def _train(exp: Experiment, workdir: str, preempted: '_Preemption', report: StartupReport,
+           cache_dir: str) -> Optional[Dict[str, float]]:
   config = exp.config
   manager = checkpoint_manager(workdir, config)
   state = restore_latest(manager, exp.state)
   start = int(state.step)
+  report.mark('restore_checkpoint')
   workdir_lib.truncate_history(workdir, start)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
@@ -318,16 +391,32 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption') -> Optional[
     writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
                           for k, v in config.items()})
   weights = config_lib.loss_weights(config, exp.shape)
-  # One compiled step per phase, chosen here on the host (no device-side branch per step).
-  p_steps = {phase: parallel.pmap_train_step(
-      make_train_step(exp.model, weights, axis_name=parallel.AXIS, phase=phase))
-             for phase in ('vae', 'soft_intro')}
   host_batches = input_pipeline.train_iterator(config, start, exp.points)
   first = next(host_batches)
+  report.mark('first_batch')
   real_for_pictures = (_points_eval(exp, config.num_eval_points, config.eval_seed)
-                       if exp.is_vector else first[:config.num_grid_images])
+                       if exp.is_vector else
+                       np.asarray(to_unit_range(first[:config.num_grid_images])))
   batches = parallel.prefetch(_chain(first, host_batches))
   r_state = parallel.replicate(state)
+  # One compiled step per phase, chosen here on the host (no device-side branch per step), both
+  # compiled now (ahead of time): a restarted run finds them in the compilation cache.
+  p_steps = {}
+  needed = {'vae': start < config.num_vae_steps,
+            'soft_intro': config.num_train_steps > config.num_vae_steps}
+  for phase in ('vae', 'soft_intro'):
+    if not needed[phase]:
+      continue  # this run never takes that phase
+    step_fn = make_train_step(exp.model, weights, axis_name=parallel.AXIS, phase=phase)
+    pmapped = parallel.pmap_train_step(
+        lambda state, batch, step_fn=step_fn: step_fn(state, to_unit_range(batch)))
+    if jax.process_count() > 1:  # ahead-of-time pmap is single-process: compile at first call
+      p_steps[phase] = pmapped
+      continue
+    lowered = pmapped.lower(r_state, parallel.shard(first))
+    report.mark(f'trace_{phase}')
+    p_steps[phase] = lowered.compile()  # from the compilation cache on a restart
+    report.mark(f'compile_{phase}')
 
   log = MetricLog(workdir, writer, config)
   fid_evaluator = create_fid_evaluator(exp, workdir)  # reads the weights before any training
@@ -341,6 +430,8 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption') -> Optional[
                                             logdir=workdir))
   logging.info('Training %s from step %d to %d on %d device(s).', config.dataset, start,
                config.num_train_steps, jax.device_count())
+  if start >= config.num_train_steps:
+    report.write(workdir, cache_dir, start)
 
   def save(step):
     host_state = parallel.unreplicate(r_state)
@@ -356,12 +447,19 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption') -> Optional[
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       phase = 'vae' if step <= config.num_vae_steps else 'soft_intro'
       r_state, metrics = p_steps[phase](r_state, next(batches))
+    if step == start + 1:
+      jax.block_until_ready(metrics)
+      report.mark('first_step')
+      report.write(workdir, cache_dir, start)
     log.add(metrics, step)  # raises TrainingDiverged on a long run of non-finite steps
     for hook in hooks:
       hook(step)
     last = step == config.num_train_steps
     if step % config.log_every_steps == 0 or last:
       log.flush(step)
+      skipped = getattr(host_batches, 'skipped', 0)
+      if skipped:
+        writer.write_scalars(step, {'data/skipped_images': skipped})
     if step % config.checkpoint_every_steps == 0 or last:
       save(step)
     if (step % config.sample_every_steps == 0 or last) and jax.process_index() == 0:

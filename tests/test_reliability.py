@@ -15,7 +15,7 @@ from PIL import Image
 
 from configs import image_folder, toy2d
 from sintrovae_jax import config_lib, input_pipeline, train, workdir as workdir_lib
-from test_main import params_of, run_main, stop_long_2d_run
+from test_main import params_of, run_main, stop_long_2d_run, tiny_2d_flags
 
 
 def _points_config(tmp_path, **overrides):
@@ -63,32 +63,52 @@ def _next_within(iterator, seconds):
 
 def test_a_folder_where_nothing_decodes_stops_with_a_clear_error(tmp_path):
   rng = np.random.default_rng(0)
-  for i in range(5):  # truncated JPEGs pass the scan but fail to decode
+  for i in range(5):  # truncated JPEGs: they open, and fail to decode
     data = _jpeg_bytes(rng)
     (tmp_path / f'{i}.jpg').write_bytes(data[:len(data) // 2])
-  assert len(input_pipeline.scan_image_folder(str(tmp_path))[0]) == 5
-  box = _next_within(input_pipeline.train_iterator(_folder_config(tmp_path)), 60)
+  box = _next_within(_lazy(lambda: input_pipeline.train_iterator(_folder_config(tmp_path))), 60)
   assert isinstance(box.get('error'), input_pipeline.DataError), box
   assert str(tmp_path) in str(box['error']) and '.jpg' in str(box['error'])
 
 
-def test_a_mixed_folder_counts_every_bad_file(tmp_path, caplog):
+def _lazy(make):
+  """An iterator that builds `make()` on first next(), so that building is timed too."""
+  yield from make()
+
+
+def test_bad_files_past_the_start_up_sample_are_skipped_counted_and_stop_a_dead_stream(
+    tmp_path, caplog):
   rng = np.random.default_rng(0)
-  for i in range(6):
-    (tmp_path / f'good{i}.jpg').write_bytes(_jpeg_bytes(rng))
-  for i in range(2):
+  for i in range(input_pipeline.FILES_CHECKED_AT_START):
+    (tmp_path / f'a_good{i:03d}.jpg').write_bytes(_jpeg_bytes(rng))
+  (tmp_path / 'a_broken.png').write_text('not an image')  # inside the sample: dropped at start
+  for i in range(2):  # past the sample: met while training, skipped and counted
     data = _jpeg_bytes(rng)
-    (tmp_path / f'truncated{i}.jpg').write_bytes(data[:len(data) // 2])
-  (tmp_path / 'text.png').write_text('not an image')
-  (tmp_path / 'empty.jpg').write_bytes(b'')
+    (tmp_path / f'z_truncated{i}.jpg').write_bytes(data[:len(data) // 2])
   with caplog.at_level(logging.WARNING):
-    batches = input_pipeline.train_iterator(_folder_config(tmp_path))
-    for _ in range(3):  # two epochs: the truncated files are met and skipped
-      batch = _next_within(batches, 60)['value']
-      assert batch.shape == (4, 16, 16, 3)
+    config = _folder_config(tmp_path)
+    config.batch_size = 16
+    batches = input_pipeline.train_iterator(config)
+    for _ in range(6):  # more than one epoch of 66 usable files
+      assert _next_within(batches, 60)['value'].shape == (16, 16, 16, 3)
   text = caplog.text
-  assert 'Skipping 2 unreadable image file(s)' in text  # found by the scan
-  assert 'truncated0.jpg' in text and 'truncated1.jpg' in text and '2 skipped so far' in text
+  assert 'Skipping 1 unreadable image file(s)' in text and 'a_broken.png' in text
+  assert 'z_truncated0.jpg' in text and 'z_truncated1.jpg' in text and '2 skipped so far' in text
+  # A stream in which every file fails (after a good start-up sample) ends, it does not hang.
+  failures = input_pipeline.DecodeFailures(str(tmp_path), limit=3)
+  for i in range(3):
+    failures.failed(f'bad{i}.jpg', OSError('truncated'))
+  assert failures.error is not None and 'bad0.jpg' in str(failures.error)
+
+
+def test_listing_a_large_folder_opens_no_file(tmp_path, monkeypatch):
+  for i in range(70_000):
+    (tmp_path / f'{i:05d}.png').touch()
+  opened = []
+  real_open = open
+  monkeypatch.setattr('builtins.open', lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+  paths = input_pipeline.list_image_folder(str(tmp_path))
+  assert len(paths) == 70_000 and paths == sorted(paths) and not opened
 
 
 def test_points_that_cannot_train_are_refused(tmp_path):
@@ -240,3 +260,48 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   step = train.checkpoint_manager(workdir, config).latest_step()
   assert step is not None and 20 <= step < 3000
   assert int(params_of(workdir, config).step) == step
+
+
+def test_uint8_images_equal_the_float_path():
+  """Native-size images: uint8, then /255 on the device, equals the float path to float32
+  rounding (XLA may divide as a multiplication by 1/255: at most one unit in the last place)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+  as_float = input_pipeline._decode(tf.constant(image), 16, 3).numpy()  # pylint: disable=protected-access
+  as_uint8 = input_pipeline._decode(tf.constant(image), 16, 3, as_uint8=True).numpy()  # pylint: disable=protected-access
+  assert as_uint8.dtype == np.uint8 and as_uint8.nbytes * 4 == as_float.nbytes
+  np.testing.assert_allclose(np.asarray(train.to_unit_range(as_uint8)), as_float, rtol=0,
+                             atol=np.finfo(np.float32).eps / 2)
+  # Resized images are rounded to 8 bits, as a stored image would be: within half a level.
+  resized = input_pipeline._decode(tf.constant(image), 8, 3).numpy()  # pylint: disable=protected-access
+  rounded = input_pipeline._decode(tf.constant(image), 8, 3, as_uint8=True).numpy()  # pylint: disable=protected-access
+  assert np.abs(np.asarray(train.to_unit_range(rounded)) - resized).max() <= 0.5 / 255 + 1e-7
+
+
+def test_restart_reuses_compiled_steps_and_reports_its_start_up(tmp_path):
+  """Without a cache in the environment, the default cache folder is inside the workdir."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith('JAX_PERSISTENT_CACHE')
+         and k != 'JAX_COMPILATION_CACHE_DIR'}
+  workdir = tmp_path / 'run'
+  flags = ['--config=configs/toy2d.py:8gaussians', f'--workdir={workdir}',
+           *tiny_2d_flags(steps=30, vae=10)]
+  for steps in (30, 50):  # the second run resumes at 30, in the Soft-IntroVAE phase
+    out = run_main(*flags, f'--config.num_train_steps={steps}', env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.load(open(workdir / 'startup.json'))
+  assert os.listdir(workdir / 'compilation_cache')
+  assert report['start_step'] == 30 and report['compilation_cache_hits'] >= 1
+  assert set(report['seconds']) == {'build_state', 'restore_checkpoint', 'first_batch',
+                                    'trace_soft_intro', 'compile_soft_intro', 'first_step'}
+  assert 'Start-up:' in out.stderr
+
+
+def test_deprecation_warnings_from_our_code_are_errors():
+  """pyproject's filterwarnings: a deprecated API called from sintrovae_jax fails the suite."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  with pytest.raises(DeprecationWarning):
+    warnings.warn_explicit('an API we call is deprecated', DeprecationWarning, 'parallel.py', 1,
+                           module='sintrovae_jax.parallel')
+  with warnings.catch_warnings(record=True):  # a library's notice about itself is not an error
+    warnings.warn_explicit('about tf itself', DeprecationWarning, 'x.py', 1,
+                           module='tensorflow.python.x')
