@@ -290,7 +290,8 @@ def configure_compilation_cache(config, workdir: str) -> str:
   compile); a JAX_COMPILATION_CACHE_DIR set in the environment wins. Returns the folder or ''."""
   if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
     return os.environ['JAX_COMPILATION_CACHE_DIR']
-  folder = config.compilation_cache_dir.replace('{workdir}', os.path.abspath(workdir))
+  root = workdir if '://' in workdir else os.path.abspath(workdir)  # gs:// caches work too
+  folder = config.compilation_cache_dir.replace('{workdir}', root)
   if folder:
     jax.config.update('jax_compilation_cache_dir', folder)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
