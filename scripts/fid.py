@@ -20,9 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
-from sintrovae_jax import fid, inception  # pylint: disable=g-import-not-at-top
-
-EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+from sintrovae_jax import fid, image_files, inception  # pylint: disable=g-import-not-at-top
 
 
 class InputError(ValueError):
@@ -31,10 +29,9 @@ class InputError(ValueError):
 
 def _folder_batches(folder: str, batch: int):
   """Images of a folder as float32 batches in [0, 1], grouped by size (each keeps its own size)."""
-  paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
-                 if name.lower().endswith(EXTENSIONS))
+  paths = image_files.list_image_folder(folder)
   if not paths:
-    raise InputError(f'No images ({", ".join(EXTENSIONS)}) under {folder!r}.')
+    raise InputError(f'No images ({", ".join(image_files.IMAGE_EXTENSIONS)}) under {folder!r}.')
   by_size = {}
   for path in paths:
     with Image.open(path) as im:

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import jax.numpy as jnp
 import ml_collections
 
-from sintrovae_jax import losses, models, toy_data
+from sintrovae_jax import fid, image_files, losses, models, toy_data
 from sintrovae_jax.objectives import LossWeights
 from sintrovae_jax.vae import SoftIntroVAE
 
@@ -23,7 +23,6 @@ TFDS_SIZES = {'mnist': 28, 'fashion_mnist': 28, 'cifar10': 32, 'svhn_cropped': 3
 VECTOR_DATASETS = toy_data.DATASETS + ('npy',)
 DATASETS = tuple(TFDS_CHANNELS) + ('image_folder',) + VECTOR_DATASETS
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
 
 class ConfigError(ValueError):
@@ -62,8 +61,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if not isinstance(config.fid_every_steps, int) or config.fid_every_steps < 0:
     _fail('fid_every_steps', config.fid_every_steps, 'expected 0 (only at the end) or a positive '
           'number of steps')
-  if config.fid_matrix_sqrt not in ('scipy', 'eigh'):
-    _fail('fid_matrix_sqrt', config.fid_matrix_sqrt, "expected 'scipy' or 'eigh'")
+  if config.fid_matrix_sqrt not in fid.MATRIX_SQRT:
+    _fail('fid_matrix_sqrt', config.fid_matrix_sqrt,
+          'expected ' + ' or '.join(repr(m) for m in fid.MATRIX_SQRT))
   if not isinstance(config.kid_subset_size, int) or config.kid_subset_size < 2:
     _fail('kid_subset_size', config.kid_subset_size, 'expected an integer >= 2')
   if config.profile_steps < 0:
@@ -130,9 +130,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     if not os.path.isdir(config.data_dir):
       _fail('data_dir', config.data_dir, 'dataset=image_folder needs data_dir to be a folder of '
             'images (jpg/png, searched recursively)')
-    if not any(name.lower().endswith(IMAGE_EXTENSIONS)
-               for _, _, names in os.walk(config.data_dir) for name in names):
-      _fail('data_dir', config.data_dir, f'the folder holds no image files {IMAGE_EXTENSIONS} '
+    if not image_files.has_image_files(config.data_dir):
+      _fail('data_dir', config.data_dir, 'the folder holds no image files '
+            f'{image_files.IMAGE_EXTENSIONS} '
             '(searched recursively)')
 
 

@@ -54,10 +54,9 @@ class FidEvaluator:
     self.config, self.model = config, model
     self.reference_batches, self.heldout_batches = reference_batches, heldout_batches
     self.cache_dir = cache_dir
-    path = config.fid_inception_weights
-    variables = inception.load_params(path, cache_dir)
-    self.reference_file = os.path.join(
-        cache_dir, f'reference_{reference_key(config, inception.file_digest(path))}.npz')
+    digest = inception.file_digest(config.fid_inception_weights)  # read the file once
+    variables = inception.load_params(config.fid_inception_weights, cache_dir, digest)
+    self.reference_file = os.path.join(cache_dir, f'reference_{reference_key(config, digest)}.npz')
     self.batch_per_host = max(1, config.fid_batch_size // jax.process_count())
     recon_loss, z_dim = config.recon_loss, model.z_dim
     key = jax.random.fold_in(jax.random.PRNGKey(config.eval_seed), 0xF1D)

@@ -322,13 +322,17 @@ def convert(path: str) -> Variables:
   return _check(state_dict_to_variables(flat), path)
 
 
-def load_params(path: str, cache_dir: Optional[str] = None) -> Variables:
-  """`convert(path)`, cached in `cache_dir` as inception_<sha256[:16]>.npz when one is given."""
+def load_params(path: str, cache_dir: Optional[str] = None,
+                digest: Optional[str] = None) -> Variables:
+  """`convert(path)`, cached in `cache_dir` as inception_<sha256[:16]>.npz when one is given.
+
+  `digest`: the file's `file_digest`, when the caller has it already.
+  """
   if not os.path.isfile(path):
     convert(path)  # raises the WeightsError that says where to get the file
   cached = None
   if cache_dir:
-    cached = os.path.join(cache_dir, f'inception_{file_digest(path)[:16]}.npz')
+    cached = os.path.join(cache_dir, f'inception_{(digest or file_digest(path))[:16]}.npz')
     if os.path.exists(cached):
       with np.load(cached, allow_pickle=False) as f:
         flat = {tuple(k.split('/')): f[k] for k in f.files}

@@ -7,9 +7,8 @@ JAX arrays; TensorFlow is told to keep off the accelerators.
 """
 
 import logging
-import os
 import threading
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, Optional
 
 import jax
 import numpy as np
@@ -17,10 +16,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from sintrovae_jax import config_lib, toy_data
+from sintrovae_jax.image_files import IMAGE_EXTENSIONS, check_image_files, list_image_folder
 
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow stays on the CPU; JAX owns accelerators.
 
-IMAGE_EXTENSIONS = config_lib.IMAGE_EXTENSIONS
 _EPOCH_SEED_STRIDE = 1_000_003
 
 
@@ -100,28 +99,6 @@ def point_batches(config, start_step: int = 0,
 # Images: TFDS and image folders.
 
 
-def list_image_folder(folder: str) -> List[str]:
-  """Image files under `folder` (recursive, by extension), sorted; no file is opened."""
-  paths = []
-  for root, _, names in os.walk(folder):
-    paths.extend(os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS))
-  return sorted(paths)
-
-
-def check_image_files(paths: List[str]) -> Tuple[List[str], List[str]]:
-  """(paths that decode, paths that do not), decoding each file fully with PIL."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  good, bad = [], []
-  for path in paths:
-    try:
-      with Image.open(path) as im:
-        im.load()
-      good.append(path)
-    except Exception:  # pylint: disable=broad-except
-      bad.append(path)
-  return good, bad
-
-
 FILES_CHECKED_AT_START = 64
 
 
@@ -167,7 +144,7 @@ def _decode(image, size: int, channels: int, as_uint8: bool = False):
                                           size)
     image = tf.clip_by_value(image, 0.0, 255.0)
     if as_uint8:
-      image = tf.cast(tf.round(image), tf.uint8)
+      image = tf.round(image)  # 8 bits, as a stored image would be
   image = tf.reshape(image, [size, size, channels])
   if as_uint8:
     return tf.cast(image, tf.uint8)
@@ -316,11 +293,7 @@ class _NumpyBatches:
       raise
 
 
-def _numpy_batches(ds: tf.data.Dataset, failures: Optional[DecodeFailures]) -> _NumpyBatches:
-  return _NumpyBatches(ds, failures)
-
-
-def image_batches(config, start_step: int = 0, with_failures: bool = False):
+def image_batches(config, start_step: int = 0) -> '_NumpyBatches':
   """Shuffled, repeated, batched, prefetched per-host uint8 batches, resumable at `start_step`.
 
   uint8, a quarter of float32's bytes on the way to the devices; the training program scales them
@@ -356,7 +329,7 @@ def image_batches(config, start_step: int = 0, with_failures: bool = False):
   options.deterministic = True
   ds = _usable(ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE))
   ds = ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
-  return (ds, failures) if with_failures else ds
+  return _NumpyBatches(ds, failures)
 
 
 def image_pass(config, split: str, limit: int, batch_per_host: int) -> Iterator[np.ndarray]:
@@ -377,7 +350,7 @@ def image_pass(config, split: str, limit: int, batch_per_host: int) -> Iterator[
   options = tf.data.Options()
   options.deterministic = True
   ds = ds.batch(batch_per_host).prefetch(tf.data.AUTOTUNE).with_options(options)
-  return _numpy_batches(ds, failures)
+  return _NumpyBatches(ds, failures)
 
 
 def eval_images(config) -> np.ndarray:
@@ -398,4 +371,4 @@ def train_iterator(config, start_step: int = 0,
   """Per-host NumPy batches from `start_step` on: float32 points, or uint8 images."""
   if config_lib.is_vector_data(config):
     return point_batches(config, start_step, points)
-  return _numpy_batches(*image_batches(config, start_step, with_failures=True))
+  return image_batches(config, start_step)

@@ -20,8 +20,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from clu import metric_writers, periodic_actions
 
-from sintrovae_jax import (config_lib, evaluation, fid_eval, inference, input_pipeline, parallel,
-                           plotting, toy_data, workdir as workdir_lib)
+from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, inception, inference,
+                           input_pipeline, parallel, plotting, toy_data, workdir as workdir_lib)
 from sintrovae_jax.train_state import (TrainState, create_train_state, learning_rate_schedule,
                                        make_optimizer)
 from sintrovae_jax.train_step import make_train_step
@@ -35,8 +35,8 @@ class TrainingDiverged(RuntimeError):
 
 # Errors a user can cause and fix: main.py prints their message alone, without a traceback.
 USER_ERRORS = (config_lib.ConfigError, input_pipeline.DataError, TrainingDiverged,
-               workdir_lib.CheckpointError, workdir_lib.WorkdirLocked, fid_eval.fid.FidError,
-               fid_eval.inception.WeightsError)
+               workdir_lib.CheckpointError, workdir_lib.WorkdirLocked, fid.FidError,
+               inception.WeightsError)
 
 
 @dataclasses.dataclass
