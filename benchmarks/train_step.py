@@ -22,6 +22,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
 from configs import celebahq, cifar10, toy2d  # pylint: disable=g-import-not-at-top
 from sintrovae_jax import config_lib  # pylint: disable=g-import-not-at-top
+from benchmarks import roofline  # pylint: disable=g-import-not-at-top
 
 CONFIGS = {'cifar10': cifar10.get_config, 'celebahq': celebahq.get_config,
            'toy2d': toy2d.get_config}
@@ -52,9 +53,7 @@ def bench(name: str, batch: int, dtype: str, steps: int, warmup: int):
   t0 = time.perf_counter()
   compiled = step.lower(state, x).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan')))
+  cost, mem = roofline.cost(compiled), roofline.memory(compiled)
   for _ in range(warmup):
     state, metrics = compiled(state, x)
   jax.block_until_ready((state, metrics))
@@ -66,7 +65,9 @@ def bench(name: str, batch: int, dtype: str, steps: int, warmup: int):
     times.append(time.perf_counter() - t0)
   ms = 1e3 * statistics.median(times)
   assert float(metrics['nonfinite']) == 0.0, 'the benchmark step diverged'
-  return dict(ms=ms, img_s=batch / ms * 1e3, xla_tflop=flops / 1e12, compile_s=compile_s)
+  return dict(ms=ms, img_s=batch / ms * 1e3, xla_tflop=cost['flops'] / 1e12,
+              xla_gb=cost['bytes'] / 1e9, flops=cost['flops'], bytes=cost['bytes'],
+              mem_gib=mem.get('total', float('nan')) / 2**30, compile_s=compile_s)
 
 
 def main():
@@ -78,11 +79,13 @@ def main():
   parser.add_argument('--warmup', type=int, default=5)
   args = parser.parse_args()
   dev = jax.devices()[0]
+  chip = roofline.chip_for(dev.device_kind)
   print(f'device: {dev.device_kind} ({dev.platform}), jax {jax.__version__}, '
-        f'{args.steps} timed steps after {args.warmup} warm-up, median')
+        f'{args.steps} timed steps after {args.warmup} warm-up, median; roofline from '
+        f'{chip.name + " peaks (" + chip.source + ")" if chip else "no known chip: n/a"}')
   header = ('| setting | batch | compute | ms/step | img/s | XLA TFLOP/step | ANCHORS TFLOP | '
             'TFLOP/s (ANCHORS FLOPs if given) | MFU vs 800 | reference img/s (same dtype) | x reference '
-            '| bar | compile s |')
+            '| bar | XLA GB accessed | roofline ms | measured / roofline | memory GiB | compile s |')
   print(header)
   print('|' + '---|' * (header.count('|') - 1))
   for setting in args.settings.split(','):
@@ -97,12 +100,17 @@ def main():
       tflop = anchor.get('tflop')
       achieved = (tflop or r['xla_tflop']) / (r['ms'] / 1e3)
       bar = BARS.get((name, batch, dtype))
+      # XLA's count on GPUs leaves out convolutions run by cuDNN: take the reference's if larger.
+      flops = max(r['flops'], (tflop or 0) * 1e12)
+      est = (roofline.estimate_s(flops, r['bytes'], chip, dtype)['step_s'] * 1e3
+             if chip else float('nan'))
       print(f"| {name} | {batch} | {dtype} | {r['ms']:.2f} | {r['img_s']:,.1f} | "
             f"{r['xla_tflop']:.3f} | {tflop if tflop else '-'} | {achieved:.1f} | "
             f"{achieved / PEAK_TFLOPS:.1%} | {ref if ref else '-'} | "
             f"{r['img_s'] / ref if ref else float('nan'):.2f} | "
             f"{(('>= %d: ' % bar) + ('met' if r['img_s'] >= bar else 'NOT met')) if bar else '-'}"
-            f" | {r['compile_s']:.0f} |", flush=True)
+            f" | {r['xla_gb']:.2f} | {est:.2f} | {r['ms'] / est:.1f} | {r['mem_gib']:.2f} "
+            f"| {r['compile_s']:.0f} |", flush=True)
 
 
 if __name__ == '__main__':

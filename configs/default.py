@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.mlp_hidden = (256, 256, 256, 256)
   c.z_dim = 128
   c.compute_dtype = 'float32'  # or 'bfloat16'; parameters and losses stay float32
+  # 'default' (the backend's: TF32 convolutions on NVIDIA GPUs, as PyTorch's cuDNN default),
+  # 'high' or 'highest' (full float32 matmuls, as PyTorch's default for Linear layers).
+  c.matmul_precision = 'default'
 
   # Objective (ALGORITHM.md).
   c.beta_kl = 1.0

@@ -8,6 +8,7 @@ import math
 import os
 from typing import Optional, Tuple
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -23,6 +24,10 @@ TFDS_SIZES = {'mnist': 28, 'fashion_mnist': 28, 'cifar10': 32, 'svhn_cropped': 3
 VECTOR_DATASETS = toy_data.DATASETS + ('npy',)
 DATASETS = tuple(TFDS_CHANNELS) + ('image_folder',) + VECTOR_DATASETS
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+# Matmul/convolution precision of the networks: 'default' lets the backend choose (TF32 for float32
+# on recent NVIDIA GPUs, one bf16 pass on TPUs), 'highest' is full float32 everywhere.
+MATMUL_PRECISIONS = {'default': None, 'high': jax.lax.Precision.HIGH,
+                     'highest': jax.lax.Precision.HIGHEST}
 
 
 class ConfigError(ValueError):
@@ -85,6 +90,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     _fail('recon_loss', config.recon_loss, f'expected one of {losses.RECON_LOSSES}')
   if config.compute_dtype not in COMPUTE_DTYPES:
     _fail('compute_dtype', config.compute_dtype, f'expected one of {tuple(COMPUTE_DTYPES)}')
+  if config.matmul_precision not in MATMUL_PRECISIONS:
+    _fail('matmul_precision', config.matmul_precision,
+          f'expected one of {tuple(MATMUL_PRECISIONS)}')
   if num_devices and config.batch_size % num_devices:
     _fail('batch_size', config.batch_size,
           f'the global batch must divide evenly over the {num_devices} devices: use a multiple '
@@ -148,14 +156,15 @@ def data_shape(config, vector_dim: Optional[int] = None) -> Tuple[int, ...]:
 
 def create_model(config, shape: Tuple[int, ...]) -> SoftIntroVAE:
   """The image networks for [H, W, C] data, the MLPs for [D] data."""
-  dtype = COMPUTE_DTYPES[config.compute_dtype]
+  kw = dict(dtype=COMPUTE_DTYPES[config.compute_dtype],
+            precision=MATMUL_PRECISIONS[config.matmul_precision])
   if len(shape) == 1:
     hidden = tuple(config.mlp_hidden)
-    return SoftIntroVAE(models.MLPEncoder(hidden, config.z_dim, dtype=dtype),
-                        models.MLPDecoder(hidden, shape[0], dtype=dtype))
+    return SoftIntroVAE(models.MLPEncoder(hidden, config.z_dim, **kw),
+                        models.MLPDecoder(hidden, shape[0], **kw))
   channels = tuple(config.channels)
-  return SoftIntroVAE(models.ImageEncoder(channels, config.z_dim, dtype=dtype),
-                      models.ImageDecoder(channels, shape[0], shape[-1], dtype=dtype))
+  return SoftIntroVAE(models.ImageEncoder(channels, config.z_dim, **kw),
+                      models.ImageDecoder(channels, shape[0], shape[-1], **kw))
 
 
 def loss_weights(config, shape: Tuple[int, ...]) -> LossWeights:

@@ -3,7 +3,9 @@
 Pure Flax linen modules: parameters and BatchNorm statistics live in the variables passed to
 `apply`, never in the module. `dtype` is the compute dtype (float32 or bfloat16); parameters are
 always float32, and the encoder's `(mu, logvar)` and the decoder's output are returned in float32
-so that every loss term is computed in float32.
+so that every loss term is computed in float32. `precision` is the matmul/convolution precision
+(`jax.lax.Precision` or None for the backend's default, which is TF32 for float32 on recent NVIDIA
+GPUs and one bf16 pass on TPUs; HIGHEST is full float32 everywhere).
 """
 
 import functools
@@ -15,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
+Precision = Optional[jax.lax.Precision]
 
 # PyTorch's default initialisation, which the published hyper-parameters were tuned with:
 # kernels uniform with bound 1/sqrt(fan_in) (kaiming_uniform with a=sqrt(5)), biases likewise.
@@ -31,8 +34,9 @@ def torch_bias_init(fan_in: int) -> Callable:
   return init
 
 
-def torch_dense(features: int, fan_in: int, dtype: Dtype, name: Optional[str] = None):
-  return nn.Dense(features, dtype=dtype, kernel_init=torch_kernel_init,
+def torch_dense(features: int, fan_in: int, dtype: Dtype, precision: Precision = None,
+                name: Optional[str] = None):
+  return nn.Dense(features, dtype=dtype, precision=precision, kernel_init=torch_kernel_init,
                   bias_init=torch_bias_init(fan_in), name=name)
 
 
@@ -44,12 +48,13 @@ class ResidualBlock(nn.Module):
   """`lrelu(BN(conv3x3(lrelu(BN(conv3x3(x))))) + skip)`, skip a 1x1 conv when channels change."""
   features: int
   dtype: Dtype = jnp.float32
+  precision: Precision = None
   axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, x, train: bool):
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
-                             kernel_init=torch_kernel_init)
+                             precision=self.precision, kernel_init=torch_kernel_init)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype, axis_name=self.axis_name)
     skip = x
@@ -84,15 +89,17 @@ class ImageEncoder(nn.Module):
   channels: Sequence[int]
   z_dim: int
   dtype: Dtype = jnp.float32
+  precision: Precision = None
   axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, x, train: bool = True) -> Tuple[jax.Array, jax.Array]:
     check_image_geometry(x.shape[1], self.channels)
-    block = functools.partial(ResidualBlock, dtype=self.dtype, axis_name=self.axis_name)
+    block = functools.partial(ResidualBlock, dtype=self.dtype, precision=self.precision,
+                              axis_name=self.axis_name)
     x = x.astype(self.dtype)
     x = nn.Conv(self.channels[0], (5, 5), use_bias=False, dtype=self.dtype,
-                kernel_init=torch_kernel_init, name='conv_in')(x)
+                precision=self.precision, kernel_init=torch_kernel_init, name='conv_in')(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      dtype=self.dtype, axis_name=self.axis_name, name='bn_in')(x)
     x = _avg_pool2(lrelu(x))
@@ -100,7 +107,7 @@ class ImageEncoder(nn.Module):
       x = _avg_pool2(block(c)(x, train))
     x = block(self.channels[-1])(x, train)
     x = x.reshape((x.shape[0], -1))
-    out = torch_dense(2 * self.z_dim, x.shape[-1], self.dtype, name='fc')(x)
+    out = torch_dense(2 * self.z_dim, x.shape[-1], self.dtype, self.precision, name='fc')(x)
     mu, logvar = jnp.split(out.astype(jnp.float32), 2, axis=-1)
     return mu, logvar
 
@@ -111,20 +118,24 @@ class ImageDecoder(nn.Module):
   image_size: int
   out_channels: int
   dtype: Dtype = jnp.float32
+  precision: Precision = None
   axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, z, train: bool = True) -> jax.Array:
     h0 = check_image_geometry(self.image_size, self.channels)
-    block = functools.partial(ResidualBlock, dtype=self.dtype, axis_name=self.axis_name)
+    block = functools.partial(ResidualBlock, dtype=self.dtype, precision=self.precision,
+                              axis_name=self.axis_name)
     z = z.astype(self.dtype)
-    x = nn.relu(torch_dense(self.channels[-1] * h0 * h0, z.shape[-1], self.dtype, name='fc')(z))
+    x = nn.relu(torch_dense(self.channels[-1] * h0 * h0, z.shape[-1], self.dtype, self.precision,
+                            name='fc')(z))
     x = x.reshape((z.shape[0], h0, h0, self.channels[-1]))
     for c in reversed(self.channels):
       x = _upsample2(block(c)(x, train))
     x = block(self.channels[0])(x, train)
-    x = nn.Conv(self.out_channels, (5, 5), dtype=self.dtype, kernel_init=torch_kernel_init,
-                bias_init=torch_bias_init(25 * self.channels[0]), name='conv_out')(x)
+    x = nn.Conv(self.out_channels, (5, 5), dtype=self.dtype, precision=self.precision,
+                kernel_init=torch_kernel_init, bias_init=torch_bias_init(25 * self.channels[0]),
+                name='conv_out')(x)
     return x.astype(jnp.float32)
 
 
@@ -133,14 +144,15 @@ class MLPEncoder(nn.Module):
   hidden: Sequence[int]
   z_dim: int
   dtype: Dtype = jnp.float32
+  precision: Precision = None
   axis_name: Optional[str] = None  # unused (no BatchNorm); kept so every network clones alike
 
   @nn.compact
   def __call__(self, x, train: bool = True) -> Tuple[jax.Array, jax.Array]:
     x = x.astype(self.dtype)
     for width in self.hidden:
-      x = nn.relu(torch_dense(width, x.shape[-1], self.dtype)(x))
-    out = torch_dense(2 * self.z_dim, x.shape[-1], self.dtype)(x)
+      x = nn.relu(torch_dense(width, x.shape[-1], self.dtype, self.precision)(x))
+    out = torch_dense(2 * self.z_dim, x.shape[-1], self.dtype, self.precision)(x)
     mu, logvar = jnp.split(out.astype(jnp.float32), 2, axis=-1)
     return mu, logvar
 
@@ -150,11 +162,13 @@ class MLPDecoder(nn.Module):
   hidden: Sequence[int]
   out_dim: int
   dtype: Dtype = jnp.float32
+  precision: Precision = None
   axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, z, train: bool = True) -> jax.Array:
     x = z.astype(self.dtype)
     for width in self.hidden:
-      x = nn.relu(torch_dense(width, x.shape[-1], self.dtype)(x))
-    return torch_dense(self.out_dim, x.shape[-1], self.dtype)(x).astype(jnp.float32)
+      x = nn.relu(torch_dense(width, x.shape[-1], self.dtype, self.precision)(x))
+    return torch_dense(self.out_dim, x.shape[-1], self.dtype,
+                       self.precision)(x).astype(jnp.float32)

@@ -190,6 +190,7 @@ BAD_CONFIGS = [
     ('num_vae_steps', 10**9, 'num_vae_steps <= num_train_steps'),
     ('recon_loss', 'huber', "('mse', 'l1', 'bce')"),
     ('compute_dtype', 'float16', "('float32', 'bfloat16')"),
+    ('matmul_precision', 'tf32', "('default', 'high', 'highest')"),
     ('beta_neg', -1.0, '>= 0'),
     ('lr_decay_steps', (20, 10), 'increasing'),
     ('learning_rate', 0.0, 'positive'),

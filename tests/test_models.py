@@ -78,3 +78,35 @@ def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
   hlo = jax.jit(lambda p, x: model.encode(p, stats['encoder'], x)[0]).lower(
       enc, jnp.ones((2, 16, 16, 3))).as_text()
   assert 'bf16' in hlo  # the convolutions really run in bfloat16
+
+
+
+def _highest(model, shape):
+  """For each matmul and convolution of one encode + decode of `model`: full float32 or not."""
+  enc, dec, stats = model.init(jax.random.PRNGKey(0), shape)
+
+  def run(enc, dec, x):
+    (mu, _), _ = model.encode(enc, stats['encoder'], x)
+    return model.decode(dec, stats['decoder'], mu)[0]
+
+  text = jax.jit(run).lower(enc, dec, jnp.ones((2,) + shape)).as_text()
+  ops = [line for line in text.splitlines()
+         if 'stablehlo.dot_general' in line or 'stablehlo.convolution' in line]
+  assert len(ops) >= 4
+  return [line.count('HIGHEST') == 2 for line in ops]
+
+
+@pytest.mark.parametrize('dataset', ['toy2d', 'image'])
+def test_matmul_precision_reaches_every_matmul_and_convolution(dataset):
+  from configs import cifar10, toy2d  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax import config_lib  # pylint: disable=g-import-not-at-top
+  config = toy2d.get_config('8gaussians') if dataset == 'toy2d' else cifar10.get_config()
+  config.channels, config.z_dim, config.mlp_hidden = (8, 16), 4, (16, 16)
+  shape = (2,) if dataset == 'toy2d' else (16, 16, 3)
+  # The 2D config asks for full float32 (the reference's Linear layers); images the default.
+  highest = _highest(config_lib.create_model(config, shape), shape)
+  assert all(highest) if dataset == 'toy2d' else not any(highest)
+  config.matmul_precision = 'highest'
+  assert all(_highest(config_lib.create_model(config, shape), shape))
+  config.matmul_precision = 'default'
+  assert not any(_highest(config_lib.create_model(config, shape), shape))
