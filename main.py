@@ -1,8 +1,9 @@
 """Train Soft-IntroVAE: `python main.py --config=configs/toy2d.py:8gaussians --workdir=/tmp/run`.
 
 `--mode=sample` writes generated examples and an interpolation strip from the latest checkpoint
-in --workdir; `--mode=fid` measures its FID, KID and reconstruction FID (fid_results.json). Both
-use the run's saved config unless --config is given.
+in --workdir; `--mode=fid` measures its FID, KID and reconstruction FID (fid_results.json);
+`--mode=ood --ood_dataset=NAME` scores the evaluation split against an out-of-distribution set
+(ood_results.json). All three use the run's saved config unless --config is given.
 """
 
 import json
@@ -14,17 +15,22 @@ import jax
 from ml_collections import config_flags
 
 from configs import default as default_config
-from sintrovae_jax import parallel, train
+from sintrovae_jax import ood, parallel, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file (e.g. configs/celebahq.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints, logs, pictures and results go.')
-flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'fid'],
-                  'Train (and evaluate), sample, or measure FID/KID of the latest checkpoint.')
+flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'fid', 'ood'],
+                  'Train (and evaluate), sample, measure FID/KID, or score out-of-distribution '
+                  'data with the latest checkpoint.')
 flags.DEFINE_integer('num_samples', 64, '--mode=sample: how many examples to generate.')
 flags.DEFINE_string('inception_weights', '', '--mode=fid: the FID Inception weights file '
                     '(overrides config.fid_inception_weights).')
+flags.DEFINE_string('ood_dataset', '', '--mode=ood: the OOD set, a TFDS name or image_folder '
+                    '(overrides config.ood_dataset).')
+flags.DEFINE_string('ood_data_dir', '', '--mode=ood: the OOD image folder (overrides '
+                    'config.ood_data_dir).')
 flags.DEFINE_string('coordinator_address', '', 'Multi-process GPU/CPU runs: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'Multi-process runs: how many processes.')
 flags.DEFINE_integer('process_id', -1, 'Multi-process runs: this process, 0..num_processes-1.')
@@ -80,8 +86,15 @@ def _main(argv):
                                   FLAGS.process_id)
   logging.info('JAX process %d / %d, local devices %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
-  if FLAGS.mode in ('sample', 'fid'):
+  if FLAGS.mode in ('sample', 'fid', 'ood'):
     config = FLAGS.config or train.load_config(FLAGS.workdir, default_config.get_config())
+    if FLAGS.mode == 'ood':
+      config.ood_dataset = FLAGS.ood_dataset or config.ood_dataset
+      config.ood_data_dir = FLAGS.ood_data_dir or config.ood_data_dir
+      results = ood.ood_from_checkpoint(config, FLAGS.workdir)
+      if jax.process_index() == 0:
+        print(json.dumps({k: v for k, v in results.items() if k in ood.SCORES}, sort_keys=True))
+      return
     if FLAGS.mode == 'sample':
       for path in train.sample_from_checkpoint(config, FLAGS.workdir, FLAGS.num_samples):
         logging.info('Wrote %s', path)

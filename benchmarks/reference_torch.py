@@ -123,8 +123,8 @@ def iteration(enc, dec, opt_e, opt_d, x, z_dim, betas, scale, gamma_r=1e-8):
   rec_fake = dec(reparam(fake_mu, fake_logvar).detach())
   loss_rr = rec_error(rec.detach(), rec_rec).mean()
   loss_rf = rec_error(fake.detach(), rec_fake).mean()
-  loss_d = scale * (beta_rec * loss_rec
-                    + 0.5 * beta_kl * (kl(rec_mu, rec_logvar).mean() + kl(fake_mu, fake_logvar).mean())
+  kl_d = kl(rec_mu, rec_logvar).mean() + kl(fake_mu, fake_logvar).mean()
+  loss_d = scale * (beta_rec * loss_rec + 0.5 * beta_kl * kl_d
                     + 0.5 * gamma_r * beta_rec * (loss_rr + loss_rf))
   opt_d.zero_grad()
   loss_d.backward()

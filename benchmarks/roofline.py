@@ -7,14 +7,15 @@ deviceless estimate (benchmarks/aot_compile.py) can be trusted.
 """
 
 import dataclasses
-from typing import Any, Dict, Optional
+import re
+from typing import Any, Dict, List, Optional, Tuple
 
 
 @dataclasses.dataclass(frozen=True)
 class Chip:
   name: str
   bf16_tflops: float      # dense bf16 matrix peak, TFLOP/s
-  f32_tflops: float       # what a float32 matmul gets by default (TF32 on GPUs; bf16 passes on TPUs)
+  f32_tflops: float       # a float32 matmul at default precision (TF32 on GPUs, bf16 on TPUs)
   hbm_gbs: float          # HBM bandwidth, GB/s
   hbm_gib: float          # HBM capacity, GiB
   source: str
@@ -73,3 +74,43 @@ def estimate_s(flops: float, bytes_accessed: float, chip: Chip, dtype: str) -> D
   compute = flops / (peak * 1e12)
   mem = bytes_accessed / (chip.hbm_gbs * 1e9)
   return {'compute_s': compute, 'memory_s': mem, 'step_s': max(compute, mem)}
+
+
+_DTYPE_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 's16': 2, 'u16': 2, 'f16': 2, 'bf16': 2, 's32': 4,
+                'u32': 4, 'f32': 4, 's64': 8, 'u64': 8, 'f64': 8}
+_SHAPE = re.compile(r'\b(' + '|'.join(_DTYPE_BYTES) + r')\[([\d,]*)\]')
+_COLLECTIVE = re.compile(r'=\s*(.*?)\s(all-reduce|all-gather|reduce-scatter|all-to-all|'
+                         r'collective-permute)(-start)?\(')
+
+
+def collectives(hlo_text: str) -> Dict[str, Dict[str, float]]:
+  """{'all-reduce': {'count': n, 'bytes': b}, ...} from a compiled module's HLO text.
+
+  Asynchronous pairs (`all-reduce-start` / `-done`) count once; bytes are the result shapes'.
+  """
+  out: Dict[str, Dict[str, float]] = {}
+  for line in hlo_text.splitlines():
+    m = _COLLECTIVE.search(line)
+    if not m:
+      continue
+    size = 0
+    for dtype, dims in _SHAPE.findall(m.group(1)):
+      n = 1
+      for d in filter(None, dims.split(',')):
+        n *= int(d)
+      size += n * _DTYPE_BYTES[dtype]
+    entry = out.setdefault(m.group(2), {'count': 0, 'bytes': 0})
+    entry['count'] += 1
+    entry['bytes'] += size
+  return out
+
+
+def largest_batch(points: List[Tuple[int, Dict[str, float]]]) -> Optional[int]:
+  """The largest per-chip batch whose total bytes fit the chip's HBM, by a line through the first
+  and last (batch, {'total_gib', 'hbm_gib'}) points; None if memory does not grow with the batch."""
+  (b0, r0), (b1, r1) = points[0], points[-1]
+  per_image = (r1['total_gib'] - r0['total_gib']) / (b1 - b0)
+  if per_image <= 0:
+    return None
+  fixed = r0['total_gib'] - per_image * b0
+  return int((r0['hbm_gib'] - fixed) // per_image)

@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train_split = 'train'
   c.eval_split = 'test'       # '' = evaluate on the training split
   c.image_size = 32
+  c.image_channels = 3        # image folders: 1 (grey, e.g. digits) or 3; TFDS sets fix their own
   c.random_flip = False       # random horizontal mirror (the reference mirrors CelebA)
   c.shuffle_buffer = 10_000
 
@@ -25,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   # 'default' (the backend's: TF32 convolutions on NVIDIA GPUs, as PyTorch's cuDNN default),
   # 'high' or 'highest' (full float32 matmuls, as PyTorch's default for Linear layers).
   c.matmul_precision = 'default'
+  # Recompute the image networks' residual blocks in the backward pass instead of keeping their
+  # activations: less memory per image (for 1024 px), more FLOPs. Same gradients.
+  c.remat = False
 
   # Objective (ALGORITHM.md).
   c.beta_kl = 1.0
@@ -57,6 +61,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_seed = 1234
   c.num_eval_examples = 5_000  # images: examples for the final evaluation
   c.num_eval_points = 5_000    # 2D: real and generated points for KL / JSD
+
+  # Likelihood and out-of-distribution detection (--mode=ood; README "Likelihood and OOD").
+  c.ood_dataset = ''          # a TFDS name (e.g. svhn_cropped) or 'image_folder'
+  c.ood_data_dir = ''         # the OOD image folder, for ood_dataset='image_folder'
+  c.ood_split = 'test'        # TFDS split of the OOD set
+  c.likelihood_samples = 100  # K, importance samples per example for log p(x)
+  c.likelihood_sigma = -1.0   # decoder noise scale; -1 = sqrt(beta_kl / (2 beta_rec)) for mse
 
   # FID and KID (images; README "FID and KID"). Off until the Inception weights are given.
   c.fid_inception_weights = ''  # pt_inception-2015-12-05-6726825d.pth or default_1.pt

@@ -55,7 +55,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
                    'sample_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
                    'num_grid_images', 'max_nonfinite_steps', 'num_eval_examples',
                    'num_eval_points', 'shuffle_buffer', 'fid_num_samples', 'fid_num_reference',
-                   'fid_batch_size', 'kid_subsets')
+                   'fid_batch_size', 'kid_subsets', 'likelihood_samples')
   for field in positive_ints:
     value = config[field]
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -90,6 +90,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     _fail('recon_loss', config.recon_loss, f'expected one of {losses.RECON_LOSSES}')
   if config.compute_dtype not in COMPUTE_DTYPES:
     _fail('compute_dtype', config.compute_dtype, f'expected one of {tuple(COMPUTE_DTYPES)}')
+  if not isinstance(config.remat, bool):
+    _fail('remat', config.remat, 'expected True or False')
   if config.matmul_precision not in MATMUL_PRECISIONS:
     _fail('matmul_precision', config.matmul_precision,
           f'expected one of {tuple(MATMUL_PRECISIONS)}')
@@ -134,6 +136,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if native and config.image_size != native:
     _fail('image_size', config.image_size,
           f'{config.dataset} images are {native} px; use image_size={native}')
+  if config.image_channels not in (1, 3):
+    _fail('image_channels', config.image_channels, 'expected 1 (grey) or 3 (colour)')
   if config.dataset == 'image_folder':
     if not os.path.isdir(config.data_dir):
       _fail('data_dir', config.data_dir, 'dataset=image_folder needs data_dir to be a folder of '
@@ -144,13 +148,27 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
             '(searched recursively)')
 
 
+def validate_ood(config) -> None:
+  """Raises ConfigError if the OOD set of --mode=ood cannot be read."""
+  if config.ood_dataset not in tuple(TFDS_CHANNELS) + ('image_folder',):
+    _fail('ood_dataset', config.ood_dataset,
+          f'expected an image data set: one of {tuple(TFDS_CHANNELS) + ("image_folder",)}')
+  if config.ood_dataset == 'image_folder' and not image_files.has_image_files(
+      config.ood_data_dir):
+    _fail('ood_data_dir', config.ood_data_dir, 'ood_dataset=image_folder needs ood_data_dir to '
+          'be a folder of images (jpg/png, searched recursively)')
+  if not (config.likelihood_sigma == -1 or config.likelihood_sigma > 0):
+    _fail('likelihood_sigma', config.likelihood_sigma, 'expected -1 (from the betas) or a '
+          'positive number')
+
+
 def data_shape(config, vector_dim: Optional[int] = None) -> Tuple[int, ...]:
   """One example's shape: [H, W, C] for images, [D] for vectors (`vector_dim` for npy files)."""
   if config.dataset == 'npy':
     return (vector_dim,)
   if is_vector_data(config):
     return (2,)
-  c = TFDS_CHANNELS.get(config.dataset, 3)
+  c = TFDS_CHANNELS.get(config.dataset, config.image_channels)
   return (config.image_size, config.image_size, c)
 
 
@@ -163,6 +181,7 @@ def create_model(config, shape: Tuple[int, ...]) -> SoftIntroVAE:
     return SoftIntroVAE(models.MLPEncoder(hidden, config.z_dim, **kw),
                         models.MLPDecoder(hidden, shape[0], **kw))
   channels = tuple(config.channels)
+  kw['remat'] = config.remat
   return SoftIntroVAE(models.ImageEncoder(channels, config.z_dim, **kw),
                       models.ImageDecoder(channels, shape[0], shape[-1], **kw))
 

@@ -332,19 +332,26 @@ def image_batches(config, start_step: int = 0) -> '_NumpyBatches':
   return _NumpyBatches(ds, failures)
 
 
-def image_pass(config, split: str, limit: int, batch_per_host: int) -> Iterator[np.ndarray]:
+def image_pass(config, split: str, limit: int, batch_per_host: int,
+               channels: Optional[int] = None) -> Iterator[np.ndarray]:
   """One unshuffled, unflipped pass over up to `limit` images of `split` (all hosts together).
 
   Each host reads the first ceil(limit / hosts) images of its share, in file order, in batches of
-  `batch_per_host` (the last one may be smaller). For evaluation and FID statistics.
+  `batch_per_host` (the last one may be smaller). For evaluation and FID statistics. `channels`
+  converts the images (grey <-> RGB) to another model's channels, for scoring another data set.
   """
-  size, channels = config.image_size, config_lib.data_shape(config)[-1]
+  size, native = config.image_size, config_lib.data_shape(config)[-1]
+  channels = channels or native
   source, _, decode, failures = _image_source(config, split)
   per_host = -(-limit // jax.process_count())
 
   def preprocess(raw):
     image, status = decode(raw)
-    return _decode(image, size, channels), status
+    image = _decode(image, size, native)
+    if channels != native:
+      image = (tf.image.grayscale_to_rgb(image) if channels == 3 else
+               tf.image.rgb_to_grayscale(image))
+    return image, status
 
   ds = _usable(source.take(per_host).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE))
   options = tf.data.Options()

@@ -65,6 +65,16 @@ class ResidualBlock(nn.Module):
     return lrelu(h + skip)
 
 
+def _block_class(remat: bool):
+  """ResidualBlock, or its rematerialised form (activations recomputed for the gradient).
+
+  Callers name the blocks explicitly, so that both forms hold the same variable tree and a
+  checkpoint loads into either.
+  """
+  # static_argnums counts the module as 0: `train` (argument 2) is a Python bool.
+  return nn.remat(ResidualBlock, static_argnums=(2,)) if remat else ResidualBlock
+
+
 def check_image_geometry(image_size: int, channels: Sequence[int]) -> int:
   """Returns the decoder's start size `image_size / 2**len(channels)`, or raises if not whole."""
   factor = 2 ** len(channels)
@@ -91,21 +101,22 @@ class ImageEncoder(nn.Module):
   dtype: Dtype = jnp.float32
   precision: Precision = None
   axis_name: Optional[str] = None
+  remat: bool = False  # recompute residual blocks in the backward pass: less memory, more FLOPs
 
   @nn.compact
   def __call__(self, x, train: bool = True) -> Tuple[jax.Array, jax.Array]:
     check_image_geometry(x.shape[1], self.channels)
-    block = functools.partial(ResidualBlock, dtype=self.dtype, precision=self.precision,
-                              axis_name=self.axis_name)
+    block = functools.partial(_block_class(self.remat), dtype=self.dtype,
+                              precision=self.precision, axis_name=self.axis_name)
     x = x.astype(self.dtype)
     x = nn.Conv(self.channels[0], (5, 5), use_bias=False, dtype=self.dtype,
                 precision=self.precision, kernel_init=torch_kernel_init, name='conv_in')(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      dtype=self.dtype, axis_name=self.axis_name, name='bn_in')(x)
     x = _avg_pool2(lrelu(x))
-    for c in self.channels[1:]:
-      x = _avg_pool2(block(c)(x, train))
-    x = block(self.channels[-1])(x, train)
+    for i, c in enumerate(self.channels[1:]):
+      x = _avg_pool2(block(c, name=f'ResidualBlock_{i}')(x, train))
+    x = block(self.channels[-1], name=f'ResidualBlock_{len(self.channels) - 1}')(x, train)
     x = x.reshape((x.shape[0], -1))
     out = torch_dense(2 * self.z_dim, x.shape[-1], self.dtype, self.precision, name='fc')(x)
     mu, logvar = jnp.split(out.astype(jnp.float32), 2, axis=-1)
@@ -120,19 +131,20 @@ class ImageDecoder(nn.Module):
   dtype: Dtype = jnp.float32
   precision: Precision = None
   axis_name: Optional[str] = None
+  remat: bool = False  # recompute residual blocks in the backward pass: less memory, more FLOPs
 
   @nn.compact
   def __call__(self, z, train: bool = True) -> jax.Array:
     h0 = check_image_geometry(self.image_size, self.channels)
-    block = functools.partial(ResidualBlock, dtype=self.dtype, precision=self.precision,
-                              axis_name=self.axis_name)
+    block = functools.partial(_block_class(self.remat), dtype=self.dtype,
+                              precision=self.precision, axis_name=self.axis_name)
     z = z.astype(self.dtype)
     x = nn.relu(torch_dense(self.channels[-1] * h0 * h0, z.shape[-1], self.dtype, self.precision,
                             name='fc')(z))
     x = x.reshape((z.shape[0], h0, h0, self.channels[-1]))
-    for c in reversed(self.channels):
-      x = _upsample2(block(c)(x, train))
-    x = block(self.channels[0])(x, train)
+    for i, c in enumerate(reversed(self.channels)):
+      x = _upsample2(block(c, name=f'ResidualBlock_{i}')(x, train))
+    x = block(self.channels[0], name=f'ResidualBlock_{len(self.channels)}')(x, train)
     x = nn.Conv(self.out_channels, (5, 5), dtype=self.dtype, precision=self.precision,
                 kernel_init=torch_kernel_init, bias_init=torch_bias_init(25 * self.channels[0]),
                 name='conv_out')(x)

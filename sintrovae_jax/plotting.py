@@ -82,5 +82,19 @@ def curves(steps: Sequence[int], series: Dict[str, Sequence[float]], title: str 
   return _figure_to_array(fig)
 
 
+def histograms(series: Dict[str, np.ndarray], title: str = '', bins: int = 50) -> np.ndarray:
+  """Overlaid histograms (densities) of several score arrays on shared bins."""
+  values = np.concatenate([np.asarray(v, np.float64).ravel() for v in series.values()])
+  values = values[np.isfinite(values)]
+  lo, hi = np.percentile(values, [0.5, 99.5]) if len(values) else (0.0, 1.0)
+  edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  for name, v in series.items():
+    ax.hist(np.clip(v, edges[0], edges[-1]), bins=edges, alpha=0.5, density=True, label=name)
+  ax.legend()
+  ax.set_title(title)
+  return _figure_to_array(fig)
+
+
 def save_png(image: np.ndarray, path: str) -> None:
   Image.fromarray(np.asarray(image, np.uint8)).save(path)

@@ -45,6 +45,11 @@ def _mean(tree, axis_name):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
+def _finite_fraction(*losses) -> jax.Array:
+  """1.0 if every loss is finite, else 0.0: averaged over devices, 1.0 means all devices agree."""
+  return jnp.all(jnp.isfinite(jnp.stack(losses))).astype(jnp.float32)
+
+
 def _all_finite(*trees) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for t in trees for x in jax.tree.leaves(t)]
   return jnp.all(jnp.stack(leaves))
@@ -91,29 +96,33 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     grad_d = jax.value_and_grad(objectives.decoder_objective, has_aux=True)
     (loss_d, (stats, aux_d)), g_dec = grad_d(state.decoder_params, enc_params, stats, batch,
                                              aux_e.pop('z'), draws, model, weights)
-    g_dec = _mean(g_dec, axis_name)
+    metrics = dict(aux_e, **aux_d, diff_kl=aux_d['kl_fake'] - aux_e['kl_real'],
+                   soft_intro=jnp.ones(()))
+    # One reduction for the decoder's gradients, the metrics and the losses' finiteness.
+    g_dec, metrics, losses_finite = _mean((g_dec, metrics, _finite_fraction(loss_e, loss_d)),
+                                          axis_name)
     dec_params, dec_opt = optimizer_step(state.tx, g_dec, state.decoder_opt_state,
                                          state.decoder_params)
 
     new = state.replace(encoder_params=enc_params, decoder_params=dec_params, batch_stats=stats,
                         encoder_opt_state=enc_opt, decoder_opt_state=dec_opt)
-    metrics = dict(aux_e, **aux_d, diff_kl=aux_d['kl_fake'] - aux_e['kl_real'],
-                   soft_intro=jnp.ones(()))
-    return new, metrics, _all_finite(loss_e, loss_d, g_enc, g_dec)
+    return new, metrics, (losses_finite == 1.0) & _all_finite(g_enc, g_dec)
 
   def vanilla_vae(state: TrainState, batch, draws):
     grad_fn = jax.value_and_grad(objectives.vae_objective, has_aux=True)
     (loss, (stats, aux)), (g_enc, g_dec) = grad_fn(
         (state.encoder_params, state.decoder_params), state.batch_stats, batch, draws, model,
         weights)
-    g_enc, g_dec = _mean((g_enc, g_dec), axis_name)
+    g_enc, g_dec, aux, loss_finite = _mean((g_enc, g_dec, aux, _finite_fraction(loss)),
+                                           axis_name)
     enc_params, enc_opt = optimizer_step(state.tx, g_enc, state.encoder_opt_state,
                                          state.encoder_params)
     dec_params, dec_opt = optimizer_step(state.tx, g_dec, state.decoder_opt_state,
                                          state.decoder_params)
     new = state.replace(encoder_params=enc_params, decoder_params=dec_params, batch_stats=stats,
                         encoder_opt_state=enc_opt, decoder_opt_state=dec_opt)
-    return new, dict(aux, soft_intro=jnp.zeros(())), _all_finite(loss, g_enc, g_dec)
+    return (new, dict(aux, soft_intro=jnp.zeros(())),
+            (loss_finite == 1.0) & _all_finite(g_enc, g_dec))
 
   def with_all_metrics(branch):
     """Same metric keys from both branches (lax.cond needs one output structure)."""
@@ -137,12 +146,13 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
                                           draws)
     # Skip a non-finite update wholesale: never write NaN into the state (ALGORITHM.md, D step 7).
     # The new state itself is checked too: finite gradients can still overflow the parameters
-    # (an infinite learning rate) or Adam's second moments (huge betas).
+    # (an infinite learning rate) or Adam's second moments (huge betas). Every device reaches the
+    # same verdict with no further collective: the losses' finiteness was averaged with the
+    # gradients, and gradients, BatchNorm statistics and hence the new state are the same
+    # (all-reduced) values on every device.
     finite = finite & _all_finite(new.encoder_params, new.decoder_params, new.batch_stats,
                                   new.encoder_opt_state, new.decoder_opt_state)
-    finite = _mean(finite.astype(jnp.float32), axis_name) == 1.0  # every device agrees
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
-    metrics = _mean(metrics, axis_name)
     metrics['nonfinite'] = 1.0 - finite.astype(jnp.float32)
     metrics['learning_rate'] = _learning_rate(new)
     return new.replace(step=state.step + 1), metrics

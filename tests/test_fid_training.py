@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from configs import mnist
+from devices import cpu_devices_env
 from sintrovae_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,10 +48,8 @@ def test_image_run_writes_fid_kid_and_fid_rec(tmp_path, fid_weights):
 
 
 def _on_devices(n, weights):
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={n}')
   out = subprocess.run([sys.executable, 'tests/fid_multidevice_check.py', weights], cwd=ROOT,
-                       env=env, text=True, capture_output=True, timeout=300)
+                       env=cpu_devices_env(n), text=True, capture_output=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -63,11 +62,11 @@ def test_four_devices_equal_one_device(fid_weights):
 
 
 def test_two_hosts_gather_their_rows_in_order():
-  from test_parallel import _env, _free_port  # pylint: disable=g-import-not-at-top
+  from test_parallel import _free_port  # pylint: disable=g-import-not-at-top
   address = f'127.0.0.1:{_free_port()}'
   procs = [subprocess.Popen([sys.executable, 'tests/fid_hosts_check.py', address, str(i)],
-                            cwd=ROOT, env=_env(2), text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE) for i in range(2)]
+                            cwd=ROOT, env=cpu_devices_env(2), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
   outs = [p.communicate(timeout=240) for p in procs]
   assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
   results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]

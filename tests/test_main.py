@@ -191,6 +191,8 @@ BAD_CONFIGS = [
     ('recon_loss', 'huber', "('mse', 'l1', 'bce')"),
     ('compute_dtype', 'float16', "('float32', 'bfloat16')"),
     ('matmul_precision', 'tf32', "('default', 'high', 'highest')"),
+    ('image_channels', 2, '1 (grey) or 3'),
+    ('likelihood_samples', 0, 'positive integer'),
     ('beta_neg', -1.0, '>= 0'),
     ('lr_decay_steps', (20, 10), 'increasing'),
     ('learning_rate', 0.0, 'positive'),

@@ -11,20 +11,16 @@ import numpy as np
 import pytest
 
 from configs import toy2d
+from devices import cpu_devices_env
 from sintrovae_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _env(devices):
-  return dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
-              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
-
-
 @pytest.mark.parametrize('kind', ['2d', 'image'])
 def test_four_devices_equal_one_device(kind):
   out = subprocess.run([sys.executable, 'tests/multidevice_check.py', kind], cwd=ROOT,
-                       env=_env(4), text=True, capture_output=True, timeout=300)
+                       env=cpu_devices_env(4), text=True, capture_output=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   d = json.loads(out.stdout.strip().splitlines()[-1])
   assert d['devices'] == 4
@@ -53,10 +49,11 @@ def test_two_processes_equal_one_process(tmp_path):
   multi = str(tmp_path / 'multi')
   procs = [subprocess.Popen([sys.executable, 'main.py', *FLAGS_2D, f'--workdir={multi}',
                              f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
-                             f'--process_id={i}'], cwd=ROOT, env=_env(2), text=True,
+                             f'--process_id={i}'], cwd=ROOT, env=cpu_devices_env(2), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
   single = subprocess.run([sys.executable, 'main.py', *FLAGS_2D, f'--workdir={tmp_path / "one"}'],
-                          cwd=ROOT, env=_env(1), text=True, capture_output=True, timeout=300)
+                          cwd=ROOT, env=cpu_devices_env(1), text=True, capture_output=True,
+                          timeout=300)
   outputs = []
   try:
     for p in procs:
@@ -87,7 +84,7 @@ def test_two_processes_equal_one_process(tmp_path):
 
 def test_batch_that_does_not_divide_over_devices_fails_before_compiling(tmp_path):
   out = subprocess.run([sys.executable, 'main.py', *FLAGS_2D, '--config.batch_size=66',
-                        f'--workdir={tmp_path}'], cwd=ROOT, env=_env(4), text=True,
+                        f'--workdir={tmp_path}'], cwd=ROOT, env=cpu_devices_env(4), text=True,
                        capture_output=True, timeout=120)
   assert out.returncode != 0
   assert 'config.batch_size=66 is invalid' in out.stderr and 'multiple of 4' in out.stderr
