@@ -3,8 +3,8 @@
 JAX compiles for a TPU topology description (`jax.experimental.topologies`) with only `libtpu`
 installed (`pip install libtpu`, the version `jax[tpu]` pins): no TPU needed. The step is the one
 main.py runs (uint8 batches scaled on the device, BatchNorm statistics and gradients averaged over
-all chips), under `shard_map` on a 1D mesh over the topology's chips, since `pmap` needs real
-devices. Per chip it prints what XLA's memory and cost analyses say of the compiled program
+all chips), under `shard_map` on a 1D mesh over the topology's chips, or (`--path=pmap`) under
+`jax.pmap` over them as main.py runs it. Per chip it prints what XLA's memory and cost analyses say of the compiled program
 (arguments, outputs, temporaries against the chip's HBM; FLOPs and bytes accessed), the number
 and total size of its all-reduces, and a roofline estimate of the step time and images/s from the
 chip's published peaks (benchmarks/roofline.py; read it as a floor: on an H200 the measured steps
@@ -49,6 +49,9 @@ flags.DEFINE_list('per_chip_batch', [], 'Per-chip batch sizes (default: the conf
                   'batch_size divided over the chips, at least 1).')
 flags.DEFINE_list('dtype', ['bfloat16'], 'Compute dtypes: float32, bfloat16.')
 flags.DEFINE_enum('phase', 'soft_intro', ['soft_intro', 'vae'], 'Which step to compile.')
+flags.DEFINE_enum('path', 'shard_map', ['shard_map', 'pmap'],
+                  'shard_map: jit of shard_map on a mesh over the chips; pmap: jax.pmap over them, '
+                  'as main.py runs the step (both compile without a TPU).')
 flags.DEFINE_enum('batchnorm_stats', 'global', ['global', 'per_chip'],
                   'global: BatchNorm statistics of the global batch (what main.py trains with); '
                   'per_chip: each chip\'s own batch, to measure what the synchronisation costs '
@@ -65,7 +68,7 @@ class _PerChipBatchNorm(sv.SoftIntroVAE):
 
 
 def compile_step(config, topology: str, per_chip: int, dtype: str, phase: str,
-                 batchnorm_stats: str = 'global'):
+                 batchnorm_stats: str = 'global', path: str = 'shard_map'):
   """Compiles the config's step for `topology`; returns (compiled, chips, seconds)."""
   devices = topologies.get_topology_desc(topology_name=topology, platform='tpu').devices
   config = config.copy_and_resolve_references()
@@ -88,7 +91,14 @@ def compile_step(config, topology: str, per_chip: int, dtype: str, phase: str,
   batch_dtype = jnp.float32 if len(shape) == 1 else jnp.uint8  # what the input pipeline feeds
   batch = jax.ShapeDtypeStruct((config.batch_size,) + shape, batch_dtype, sharding=split)
   step_fn = sv.make_train_step(model, weights, axis_name=parallel.AXIS, phase=phase)
-  step = parallel.shard_map_train_step(lambda s, b: step_fn(s, to_unit_range(b)), mesh)
+  if path == 'pmap':  # main.py's form: state stacked per chip, batch [chips, per_chip, ...]
+    n = len(devices)
+    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct((n,) + a.shape, a.dtype), state)
+    batch = jax.ShapeDtypeStruct((n, per_chip) + shape, batch_dtype)
+    step = jax.pmap(lambda s, b: step_fn(s, to_unit_range(b)), axis_name=parallel.AXIS,
+                    donate_argnums=(0,), devices=devices)
+  else:
+    step = parallel.shard_map_train_step(lambda s, b: step_fn(s, to_unit_range(b)), mesh)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   return compiled, devices, time.perf_counter() - t0
@@ -121,7 +131,7 @@ def main(argv):
   config = FLAGS.config
   name = os.path.splitext(os.path.basename(config_flags.get_config_filename(FLAGS['config'])))[0]
   print(f'jax {jax.__version__}; step: {FLAGS.phase}, BatchNorm statistics: '
-        f'{FLAGS.batchnorm_stats}; shard_map over the topology\'s chips; sizes per chip')
+        f'{FLAGS.batchnorm_stats}; {FLAGS.path} over the topology\'s chips; sizes per chip')
   print('| config | chip | per-chip batch | compute | arguments GiB | outputs GiB | temporaries '
         'GiB | total GiB (donated counted once) | XLA TFLOP | XLA GB accessed | all-reduces '
         '(bytes) | roofline compute / memory ms | roofline img/s per chip | compile s |')
@@ -134,8 +144,18 @@ def main(argv):
         if per_chip is None:
           n = len(topologies.get_topology_desc(topology_name=topology, platform='tpu').devices)
           per_chip = max(1, config.batch_size // n)
-        compiled, devices, seconds = compile_step(config, topology, per_chip, dtype,
-                                                  FLAGS.phase, FLAGS.batchnorm_stats)
+        try:
+          compiled, devices, seconds = compile_step(config, topology, per_chip, dtype,
+                                                    FLAGS.phase, FLAGS.batchnorm_stats,
+                                                    FLAGS.path)
+        except jax.errors.JaxRuntimeError as e:
+          if 'RESOURCE_EXHAUSTED' not in str(e):
+            raise
+          # XLA refuses a program that cannot fit the chip: say so, with its own figures.
+          reason = str(e).split('RESOURCE_EXHAUSTED:')[-1].strip().splitlines()[0]
+          print(f'| {name} | {topology} | {per_chip} | {dtype} | **does not fit**: {reason} |'
+                + ' |' * 9, flush=True)
+          continue
         points.append((per_chip, report(name, topology, per_chip, dtype, compiled, devices,
                                         seconds)))
       if len(points) > 1:

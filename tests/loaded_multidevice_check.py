@@ -29,7 +29,12 @@ def main():
   parser.add_argument('--runs', type=int, default=10)
   parser.add_argument('--kinds', default='2d,image')
   parser.add_argument('--busy', type=int, default=os.cpu_count(), help='spinning processes')
+  parser.add_argument('--xla_defaults', action='store_true',
+                      help='XLA\'s own rendezvous limits (20 s warning, 40 s more to abort)')
   args = parser.parse_args()
+  env = cpu_devices_env(4)
+  if args.xla_defaults:
+    env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
   spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
   for p in spinners:
     p.start()
@@ -39,7 +44,7 @@ def main():
       for kind in args.kinds.split(','):
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, 'tests/multidevice_check.py', kind], cwd=ROOT,
-                             env=cpu_devices_env(4), text=True, capture_output=True,
+                             env=env, text=True, capture_output=True,
                              timeout=1800)
         ok = out.returncode == 0 and json.loads(out.stdout.strip().splitlines()[-1])['devices'] == 4
         passed += ok

@@ -131,7 +131,8 @@ def test_remat_keeps_variables_values_and_gradients():
   results = [jax.value_and_grad(lambda e, d, m=m: loss(m, e, d), argnums=(0, 1), has_aux=True)(
       enc, dec) for m in (plain, remat)]
   for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Recomputation may reorder float32 sums: equal to rounding, relative to the leaf's scale.
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(a).max())))
   grad_fn = jax.grad(lambda e, d: loss(remat, e, d)[0])
   assert 'remat' in str(jax.make_jaxpr(grad_fn)(enc, dec))  # the blocks really are recomputed
   assert 'remat' not in str(jax.make_jaxpr(jax.grad(lambda e, d: loss(plain, e, d)[0]))(enc, dec))

@@ -86,3 +86,16 @@ def test_ood_on_a_tfds_set_of_other_size_and_channels(tmp_path):
   assert results['ood_dataset'] == 'cifar10' and results['step'] == 2
   for k in ood.SCORES:
     assert 0.0 <= results[k]['auroc'] <= 1.0
+
+
+def test_scores_on_four_devices_equal_one_device():
+  from devices import cpu_devices_env  # pylint: disable=g-import-not-at-top
+  outs = [subprocess.run([sys.executable, 'tests/ood_multidevice_check.py'], cwd=ROOT,
+                         env=cpu_devices_env(n), text=True, capture_output=True, timeout=300)
+          for n in (1, 4)]
+  assert all(o.returncode == 0 for o in outs), [o.stderr[-2000:] for o in outs]
+  one, four = (json.loads(o.stdout.strip().splitlines()[-1]) for o in outs)
+  assert (one['devices'], four['devices']) == (1, 4)
+  for k in ood.SCORES:
+    assert len(one[k]) == 7
+    np.testing.assert_allclose(four[k], one[k], rtol=1e-5, atol=1e-6)
