@@ -65,6 +65,11 @@ def log_weights(model: SoftIntroVAE, state: TrainState, x: jax.Array, key: jax.A
   memory does not grow with K.
   """
   mu, logvar = inference.encode(model, state, x)
+  return _log_weights(model, state, x, mu, logvar, key, num_samples, recon_loss, sigma)
+
+
+def _log_weights(model, state, x, mu, logvar, key, num_samples, recon_loss, sigma):
+  """`log_weights` for an already encoded posterior `(mu, logvar)` of `x`."""
   std = jnp.exp(0.5 * logvar)
 
   def one(k):
@@ -81,8 +86,12 @@ def log_likelihood(model: SoftIntroVAE, state: TrainState, x: jax.Array, key: ja
                    sigma: Optional[float] = None) -> jax.Array:
   """The IWAE estimate of log p(x) with `num_samples` draws from q(z|x), in nats: [B]."""
   sigma = 1.0 if sigma is None else sigma
-  w = log_weights(model, state, x, key, num_samples, recon_loss, sigma)
-  return jax.nn.logsumexp(w, axis=0) - math.log(num_samples)
+  return _iwae(log_weights(model, state, x, key, num_samples, recon_loss, sigma))
+
+
+def _iwae(log_w: jax.Array) -> jax.Array:
+  """logsumexp over the K samples minus log K: [K, B] -> [B]."""
+  return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
 
 
 def bits_per_dim(log_px: jax.Array, data_shape, images: bool) -> jax.Array:
@@ -105,6 +114,7 @@ def scores(model: SoftIntroVAE, state: TrainState, x: jax.Array, key: jax.Array,
   mu, logvar = inference.encode(model, state, x)
   out, _ = model.decode(state.decoder_params, state.batch_stats['decoder'], mu, train=False)
   kl = losses.kl_divergence(mu, logvar)
-  return {'neg_log_px': -log_likelihood(model, state, x, key, num_samples, recon_loss, sigma),
+  log_w = _log_weights(model, state, x, mu, logvar, key, num_samples, recon_loss, sigma)
+  return {'neg_log_px': -_iwae(log_w),
           'neg_elbo': kl - decoder_log_likelihood(x, out, recon_loss, sigma),
           'kl': kl, 'rec_error': losses.reconstruction_error(x, out, recon_loss)}

@@ -24,7 +24,6 @@ from sklearn import metrics
 
 from sintrovae_jax import (config_lib, fid, input_pipeline, likelihood, parallel, plotting,
                            train)
-from sintrovae_jax import workdir as workdir_lib
 from sintrovae_jax.train_state import TrainState
 from sintrovae_jax.vae import SoftIntroVAE
 
@@ -45,12 +44,17 @@ def detection_metrics(in_scores: np.ndarray, out_scores: np.ndarray) -> Dict[str
 
 
 class Scorer:
-  """Per-example scores of host batches, the batch split over this host's devices."""
+  """Per-example scores of host batches, the batch split over this host's devices.
+
+  Every call is padded to `rows_per_call` rows (rounded up to the device count), as
+  fid.FeatureExtractor does, so one compiled program serves every batch; padding is dropped.
+  """
 
   def __init__(self, model: SoftIntroVAE, state: TrainState, key: jax.Array, num_samples: int,
-               recon_loss: str, sigma: float):
+               recon_loss: str, sigma: float, rows_per_call: int):
     mesh = parallel.data_mesh(jax.local_devices())
     self._devices = mesh.size
+    self._rows = -(-rows_per_call // mesh.size) * mesh.size
     self._state = jax.device_put(state, NamedSharding(mesh, P()))
     split = NamedSharding(mesh, P(parallel.AXIS))
 
@@ -66,7 +70,7 @@ class Scorer:
 
   def __call__(self, images: np.ndarray, first_index: int) -> Dict[str, np.ndarray]:
     n = len(images)
-    pad = -n % self._devices
+    pad = -(-max(n, self._rows) // self._devices) * self._devices - n
     images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)]) if pad else images
     index = np.arange(first_index, first_index + len(images))
     out = self._score(self._state, jax.device_put(images, self._split),
@@ -120,16 +124,12 @@ def ood_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
   check_config(config)
   exp = train.build(config)
   input_pipeline.check_data(config)
-  manager = train.checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise workdir_lib.CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to score '
-                                      'with.')
-  state = train.restore_latest(manager, exp.state)
+  state = train.latest_checkpoint_state(exp, workdir, 'score with')
   sigma = (config.likelihood_sigma if config.likelihood_sigma > 0 else
            likelihood.default_sigma(config.recon_loss, config.beta_rec, config.beta_kl))
-  scorer = Scorer(exp.model, state, jax.random.PRNGKey(config.eval_seed),
-                  config.likelihood_samples, config.recon_loss, sigma)
   batch = max(1, config.fid_batch_size // jax.process_count())
+  scorer = Scorer(exp.model, state, jax.random.PRNGKey(config.eval_seed),
+                  config.likelihood_samples, config.recon_loss, sigma, rows_per_call=batch)
   limit = config.num_eval_examples
   in_scores = score_images(scorer, input_pipeline.image_pass(
       config, config.eval_split or config.train_split, limit, batch))

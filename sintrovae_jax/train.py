@@ -533,16 +533,21 @@ def load_config(workdir: str,
   return config
 
 
+def latest_checkpoint_state(exp: Experiment, workdir: str, purpose: str) -> TrainState:
+  """The state of `workdir`'s latest checkpoint; CheckpointError naming `purpose` if none."""
+  manager = checkpoint_manager(workdir, exp.config)
+  if manager.latest_step() is None:
+    raise workdir_lib.CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to {purpose}.')
+  return restore_latest(manager, exp.state)
+
+
 def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """FID, KID and reconstruction FID of the latest checkpoint, also written to fid_results.json."""
   exp = build(config)
   if exp.is_vector or not config.fid_inception_weights:
     raise config_lib.ConfigError('--mode=fid needs an image run and the Inception weights: pass '
                                  '--inception_weights=PATH (README, "FID and KID").')
-  manager = checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise workdir_lib.CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to evaluate.')
-  state = restore_latest(manager, exp.state)
+  state = latest_checkpoint_state(exp, workdir, 'evaluate')
   results = dict(create_fid_evaluator(exp, workdir)(parallel.replicate(state)),
                  step=int(state.step))
   if jax.process_index() == 0:
@@ -555,11 +560,7 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
                            interpolation_steps: int = 10) -> List[str]:
   """Writes `num` generated examples and an interpolation strip from the latest checkpoint."""
   exp = build(config)
-  manager = checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise workdir_lib.CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to sample '
-                                      'from.')
-  state = restore_latest(manager, exp.state)
+  state = latest_checkpoint_state(exp, workdir, 'sample from')
   folder = os.path.join(workdir, 'samples')
   os.makedirs(folder, exist_ok=True)
   key_samples, key_ends = jax.random.split(jax.random.PRNGKey(config.eval_seed))
