@@ -83,14 +83,16 @@ def compile_step(config, topology: str, per_chip: int, dtype: str, phase: str,
   tx = sv.make_optimizer(sv.learning_rate_schedule(config.learning_rate,
                                                    tuple(config.lr_decay_steps),
                                                    config.lr_decay_factor))
-  state = jax.eval_shape(lambda: sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx))
+  state = jax.eval_shape(lambda: sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx,
+                                                       **config_lib.state_options(config)))
   mesh = parallel.data_mesh(devices)
   replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P(parallel.AXIS))
   state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
                        state)
   batch_dtype = jnp.float32 if len(shape) == 1 else jnp.uint8  # what the input pipeline feeds
   batch = jax.ShapeDtypeStruct((config.batch_size,) + shape, batch_dtype, sharding=split)
-  step_fn = sv.make_train_step(model, weights, axis_name=parallel.AXIS, phase=phase)
+  step_fn = sv.make_train_step(model, weights, axis_name=parallel.AXIS, phase=phase,
+                               **config_lib.step_options(config))
   if path == 'pmap':  # main.py's form: state stacked per chip, batch [chips, per_chip, ...]
     n = len(devices)
     state = jax.tree.map(lambda a: jax.ShapeDtypeStruct((n,) + a.shape, a.dtype), state)

@@ -36,6 +36,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.beta_neg = 256.0
   c.gamma_r = 1e-8
   c.recon_loss = 'mse'        # 'mse', 'l1' or 'bce'
+  # How loss_rec and the decoder's loss_rr / loss_rf reduce for 'l1' and 'bce': 'reference' (the
+  # authors' reduction="mean": mean over every element) or 'sum' (per-example sums, like 'mse' and
+  # the exp-ELBO terms). 'mse' is the same under both.
+  c.recon_reduction = 'reference'
   c.scale = -1.0              # s; -1 = 1/(C*H*W) for images, 0.5 for vectors
 
   # Optimisation.
@@ -46,6 +50,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_train_steps = 390_625  # 250 CIFAR-10 epochs at batch 32
   c.num_vae_steps = 0         # vanilla-VAE warm-up steps
   c.seed = 0
+
+  # Training options (README "Training options"); each is off by default.
+  c.ema_decay = 0.0           # weight EMA of both networks (e.g. 0.999); 0 = off
+  c.augment = ''              # DiffAugment of encoder inputs: 'translation', 'cutout' or both
+  c.augment_p = 0.5           # each augmentation's probability per example
+  c.variant = 'standard'      # or 'bootstrap' (target decoder; configs/cifar10_bootstrap.py)
+  c.bootstrap_refresh_steps = 1_563  # bootstrap: copy D into the target after every N steps
 
   # Logging, pictures, checkpoints, evaluation.
   c.log_every_steps = 100

@@ -7,8 +7,8 @@ from sintrovae_jax.losses import (decoded_to_data, decoder_loss, default_scale, 
 from sintrovae_jax.models import ImageDecoder, ImageEncoder, MLPDecoder, MLPEncoder
 from sintrovae_jax.objectives import (Draws, LossWeights, decoder_objective, encoder_objective,
                                       vae_objective)
-from sintrovae_jax.train_state import (TrainState, create_train_state, learning_rate_schedule,
-                                       make_optimizer)
+from sintrovae_jax.train_state import (TrainState, create_train_state, ema_view,
+                                       learning_rate_schedule, make_optimizer)
 from sintrovae_jax.train_step import draw_normals, make_train_step
 from sintrovae_jax.vae import SoftIntroVAE
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sintrovae_jax import fid, image_files, losses, models, toy_data
+from sintrovae_jax import augment, fid, image_files, losses, models, toy_data, train_step
 from sintrovae_jax.objectives import LossWeights
 from sintrovae_jax.vae import SoftIntroVAE
 
@@ -88,6 +88,25 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     _fail('scale', config.scale, 'expected -1 (automatic: 1/(C*H*W) or 0.5) or a positive number')
   if config.recon_loss not in losses.RECON_LOSSES:
     _fail('recon_loss', config.recon_loss, f'expected one of {losses.RECON_LOSSES}')
+  if config.recon_reduction not in losses.RECON_REDUCTIONS:
+    _fail('recon_reduction', config.recon_reduction, f'expected one of {losses.RECON_REDUCTIONS}')
+  if not 0 <= config.ema_decay < 1:
+    _fail('ema_decay', config.ema_decay, 'expected 0 (off) or a decay in (0, 1), e.g. 0.999')
+  try:
+    kinds = augment.parse(config.augment)
+  except ValueError as e:
+    _fail('augment', config.augment, str(e) + " (e.g. 'translation,cutout'; '' = off)")
+  if kinds and is_vector_data(config):
+    _fail('augment', config.augment, 'augmentation is for images; leave it empty for '
+          f'dataset={config.dataset!r}')
+  if not 0 < config.augment_p <= 1:
+    _fail('augment_p', config.augment_p, 'expected a probability in (0, 1]')
+  if config.variant not in train_step.VARIANTS:
+    _fail('variant', config.variant, f'expected one of {train_step.VARIANTS}')
+  if (not isinstance(config.bootstrap_refresh_steps, int)
+      or isinstance(config.bootstrap_refresh_steps, bool) or config.bootstrap_refresh_steps <= 0):
+    _fail('bootstrap_refresh_steps', config.bootstrap_refresh_steps,
+          'expected a positive number of steps (the reference: one epoch)')
   if config.compute_dtype not in COMPUTE_DTYPES:
     _fail('compute_dtype', config.compute_dtype, f'expected one of {tuple(COMPUTE_DTYPES)}')
   if not isinstance(config.remat, bool):
@@ -189,4 +208,17 @@ def create_model(config, shape: Tuple[int, ...]) -> SoftIntroVAE:
 def loss_weights(config, shape: Tuple[int, ...]) -> LossWeights:
   scale = losses.default_scale(shape) if config.scale == -1 else config.scale
   return LossWeights(beta_rec=config.beta_rec, beta_kl=config.beta_kl, beta_neg=config.beta_neg,
-                     gamma_r=config.gamma_r, scale=scale, recon_loss=config.recon_loss)
+                     gamma_r=config.gamma_r, scale=scale, recon_loss=config.recon_loss,
+                     recon_reduction=config.recon_reduction)
+
+
+def step_options(config) -> dict:
+  """The training options of `make_train_step` (keyword arguments) that the config sets."""
+  return dict(ema_decay=config.ema_decay, augment=augment.parse(config.augment),
+              augment_p=config.augment_p, variant=config.variant,
+              bootstrap_refresh_steps=config.bootstrap_refresh_steps)
+
+
+def state_options(config) -> dict:
+  """The optional parts of `create_train_state` (keyword arguments) that the options need."""
+  return dict(ema=config.ema_decay > 0, target=config.variant == 'bootstrap')

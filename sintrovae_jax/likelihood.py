@@ -16,7 +16,7 @@ dimension), `bpd = (-log p(x) + D log 256) / (D log 2)`; for vector data, `-log 
 """
 
 import math
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,12 +28,18 @@ from sintrovae_jax.vae import SoftIntroVAE
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def default_sigma(recon_loss: str, beta_rec: float, beta_kl: float) -> float:
-  """The decoder noise scale that makes the negative ELBO the objective's real-data part."""
+def default_sigma(recon_loss: str, beta_rec: float, beta_kl: float,
+                  recon_reduction: str = 'sum', data_shape: Sequence[int] = ()) -> float:
+  """The decoder noise scale that makes the negative ELBO the objective's real-data part.
+
+  Under `recon_reduction='reference'` the 'l1' term is a mean over the `prod(data_shape)` elements
+  of an example, which scales the Laplace's b by that count.
+  """
   if recon_loss == 'mse':
     return math.sqrt(beta_kl / (2.0 * beta_rec))
   if recon_loss == 'l1':
-    return beta_kl / beta_rec
+    elements = math.prod(data_shape) if recon_reduction == 'reference' else 1
+    return elements * beta_kl / beta_rec
   return 1.0  # 'bce' has no scale
 
 

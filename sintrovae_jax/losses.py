@@ -5,6 +5,13 @@ computed in float32. Conventions for reconstruction errors: `reconstruction_erro
 takes the *data-domain* target first and the raw decoder output second. For `'bce'` the decoder
 output is read as logits, and a decoder output that serves as data (a target or an encoder input)
 is first mapped to [0, 1] by `decoded_to_data`; for `'mse'` and `'l1'` that mapping is the identity.
+
+Batch means of reconstruction errors (`mean_reconstruction_error`) follow the reference's
+`calc_reconstruction_loss(..., reduction="mean")`: for 'mse' the mean over the batch of per-example
+sums, for 'l1' and 'bce' PyTorch's `l1_loss` / `binary_cross_entropy` mean over *every element*,
+i.e. the per-example sum divided by the elements per example (`recon_reduction='reference'`).
+`recon_reduction='sum'` uses per-example sums for all three. The exp-ELBO terms use per-example
+sums in both (the reference's `reduction='none'` followed by a sum).
 """
 
 import math
@@ -15,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 RECON_LOSSES = ('mse', 'l1', 'bce')
+RECON_REDUCTIONS = ('reference', 'sum')
 
 
 def reparameterize(mu: jax.Array, logvar: jax.Array, eps: jax.Array) -> jax.Array:
@@ -40,6 +48,21 @@ def reconstruction_error(target: jax.Array, output: jax.Array, kind: str = 'mse'
   else:
     raise ValueError(f'recon_loss={kind!r} is not one of {RECON_LOSSES}.')
   return jnp.sum(err.reshape((err.shape[0], -1)), axis=-1)
+
+
+def mean_reconstruction_error(target: jax.Array, output: jax.Array, kind: str = 'mse',
+                              reduction: str = 'reference') -> jax.Array:
+  """The batch-mean reconstruction term (`loss_rec`, `loss_rr`, `loss_rf`): a scalar.
+
+  `reduction='reference'`: as the reference's `reduction="mean"`, per-example sums for 'mse', the
+  mean over every element for 'l1' and 'bce'; `'sum'`: per-example sums for every kind.
+  """
+  if reduction not in RECON_REDUCTIONS:
+    raise ValueError(f'recon_reduction={reduction!r} is not one of {RECON_REDUCTIONS}.')
+  per_example = reconstruction_error(target, output, kind)
+  if reduction == 'reference' and kind != 'mse':
+    per_example = per_example / math.prod(target.shape[1:])
+  return jnp.mean(per_example)
 
 
 def decoded_to_data(output: jax.Array, kind: str = 'mse') -> jax.Array:

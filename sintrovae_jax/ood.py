@@ -24,7 +24,7 @@ from sklearn import metrics
 
 from sintrovae_jax import (config_lib, fid, input_pipeline, likelihood, parallel, plotting,
                            train)
-from sintrovae_jax.train_state import TrainState
+from sintrovae_jax.train_state import TrainState, ema_view
 from sintrovae_jax.vae import SoftIntroVAE
 
 SCORES = ('neg_log_px', 'neg_elbo', 'kl', 'rec_error')
@@ -124,9 +124,11 @@ def ood_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
   check_config(config)
   exp = train.build(config)
   input_pipeline.check_data(config)
-  state = train.latest_checkpoint_state(exp, workdir, 'score with')
+  # The weight EMA, when the run kept one, is the model (as for sampling and pictures).
+  state = ema_view(train.latest_checkpoint_state(exp, workdir, 'score with'))
   sigma = (config.likelihood_sigma if config.likelihood_sigma > 0 else
-           likelihood.default_sigma(config.recon_loss, config.beta_rec, config.beta_kl))
+           likelihood.default_sigma(config.recon_loss, config.beta_rec, config.beta_kl,
+                                    config.recon_reduction, exp.shape))
   batch = max(1, config.fid_batch_size // jax.process_count())
   scorer = Scorer(exp.model, state, jax.random.PRNGKey(config.eval_seed),
                   config.likelihood_samples, config.recon_loss, sigma, rows_per_call=batch)

@@ -22,8 +22,8 @@ from clu import metric_writers, periodic_actions
 
 from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, inception, inference,
                            input_pipeline, parallel, plotting, toy_data, workdir as workdir_lib)
-from sintrovae_jax.train_state import (TrainState, create_train_state, learning_rate_schedule,
-                                       make_optimizer)
+from sintrovae_jax.train_state import (TrainState, create_train_state, ema_view,
+                                       learning_rate_schedule, make_optimizer)
 from sintrovae_jax.train_step import make_train_step
 from sintrovae_jax.vae import SoftIntroVAE
 from sintrovae_jax.workdir import checkpoint_manager, restore_latest
@@ -61,8 +61,18 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   model = config_lib.create_model(config, shape)
   tx = make_optimizer(learning_rate_schedule(config.learning_rate, tuple(config.lr_decay_steps),
                                              config.lr_decay_factor))
-  state = create_train_state(model, jax.random.PRNGKey(config.seed), shape, tx)
+  state = create_train_state(model, jax.random.PRNGKey(config.seed), shape, tx,
+                             **config_lib.state_options(config))
   return Experiment(config, shape, model, state, points)
+
+
+def evaluated_states(state: TrainState) -> Dict[str, TrainState]:
+  """What the evaluation reports, by key prefix: the trained networks (''), and their weight EMA
+  ('ema/') when the run keeps one. Sampling and pictures use the EMA alone (`ema_view`)."""
+  views = {'': state}
+  if state.ema is not None:
+    views['ema/'] = ema_view(state)
+  return views
 
 
 # ----------------------------------------------------------------------------------------------
@@ -126,8 +136,11 @@ class MetricLog:
     numbers = {k: v for k, v in results.items() if v is not None}
     self.writer.write_scalars(step, {f'fid/{k}': v for k, v in numbers.items()})
     if jax.process_index() == 0:
-      logging.info('Step %d: FID %.4g, KID %s, FID of reconstructions %.4g', step,
-                   results['fid'], results['kid'], results['fid_rec'])
+      for prefix in ('', 'ema/'):
+        if prefix + 'fid' in results:
+          logging.info('Step %d: %sFID %.4g, KID %s, FID of reconstructions %.4g', step,
+                       prefix.replace('/', ' '), results[prefix + 'fid'],
+                       results[prefix + 'kid'], results[prefix + 'fid_rec'])
       with open(self.path, 'a') as f:
         f.write(json.dumps({'step': step, **numbers}) + '\n')
 
@@ -157,8 +170,11 @@ def _grid_range(exp: Experiment) -> float:
 
 def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarray, writer,
                    workdir: str) -> None:
-  """Real / reconstruction / sample grids (images) or scatter and density plots (2D); host 0."""
+  """Real / reconstruction / sample grids (images) or scatter and density plots (2D); host 0.
+
+  With a weight EMA, the pictures show the EMA networks."""
   config, model = exp.config, exp.model
+  state = ema_view(state)
   key = jax.random.PRNGKey(config.eval_seed)
   pictures = {}
   if exp.is_vector:
@@ -201,14 +217,31 @@ def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
                             'reconstruction error', log_y=True)
     plotting.save_png(image, os.path.join(folder, 'reconstruction_curves.png'))
   if fids:
+    names = [k for k in ('fid', 'fid_rec', 'ema/fid', 'ema/fid_rec') if k in fids[-1]]
     image = plotting.curves([h['step'] for h in fids],
-                            {k: [h[k] for h in fids] for k in ('fid', 'fid_rec')},
+                            {k: [h.get(k, np.nan) for h in fids] for k in names},
                             'FID of samples and of reconstructions (lower is better)')
     plotting.save_png(image, os.path.join(folder, 'fid_curves.png'))
 
 
 def evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
-  """Final metrics, seeded by config.eval_seed: equal parameters give equal numbers."""
+  """Final metrics, seeded by config.eval_seed: equal parameters give equal numbers. With a weight
+  EMA, also the EMA networks' (keys 'ema/...')."""
+  results = {}
+  for prefix, view in evaluated_states(state).items():
+    results.update({prefix + k: v for k, v in _evaluate(exp, view).items()})
+  return results
+
+
+def measure_fid(evaluator: fid_eval.FidEvaluator, r_state: TrainState) -> Dict[str, Any]:
+  """FID/KID of the (replicated) state's networks and, with a weight EMA, the EMA's ('ema/')."""
+  results = {}
+  for prefix, view in evaluated_states(r_state).items():
+    results.update({prefix + k: v for k, v in evaluator(view).items()})
+  return results
+
+
+def _evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
   config = exp.config
   if exp.is_vector:
     return evaluation.evaluate_points(
@@ -408,7 +441,8 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption', report: Star
   for phase in ('vae', 'soft_intro'):
     if not needed[phase]:
       continue  # this run never takes that phase
-    step_fn = make_train_step(exp.model, weights, axis_name=parallel.AXIS, phase=phase)
+    step_fn = make_train_step(exp.model, weights, axis_name=parallel.AXIS, phase=phase,
+                              **config_lib.step_options(config))
     pmapped = parallel.pmap_train_step(
         lambda state, batch, step_fn=step_fn: step_fn(state, to_unit_range(batch)))
     if jax.process_count() > 1:  # ahead-of-time pmap is single-process: compile at first call
@@ -467,7 +501,7 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption', report: Star
       _never_fatal(f'pictures at step {step}', write_pictures, exp, parallel.unreplicate(r_state),
                    step, real_for_pictures, writer, workdir)
     if fid_evaluator and config.fid_every_steps and step % config.fid_every_steps == 0 and not last:
-      log.write_fid(step, fid_evaluator(r_state))
+      log.write_fid(step, measure_fid(fid_evaluator, r_state))
     if preempted(step):
       if log.pending:
         log.flush(step)
@@ -480,7 +514,7 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption', report: Star
   final = parallel.unreplicate(r_state)
   results = evaluate(exp, final)
   if fid_evaluator:
-    fid_results = fid_evaluator(r_state)
+    fid_results = measure_fid(fid_evaluator, r_state)
     log.write_fid(config.num_train_steps, fid_results)
     results.update(fid_results)
   if jax.process_index() == 0:
@@ -548,7 +582,7 @@ def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
     raise config_lib.ConfigError('--mode=fid needs an image run and the Inception weights: pass '
                                  '--inception_weights=PATH (README, "FID and KID").')
   state = latest_checkpoint_state(exp, workdir, 'evaluate')
-  results = dict(create_fid_evaluator(exp, workdir)(parallel.replicate(state)),
+  results = dict(measure_fid(create_fid_evaluator(exp, workdir), parallel.replicate(state)),
                  step=int(state.step))
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'fid_results.json'), 'w') as f:
@@ -558,9 +592,10 @@ def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
 
 def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num: int = 64,
                            interpolation_steps: int = 10) -> List[str]:
-  """Writes `num` generated examples and an interpolation strip from the latest checkpoint."""
+  """Writes `num` generated examples and an interpolation strip from the latest checkpoint (its
+  weight EMA, when the run kept one)."""
   exp = build(config)
-  state = latest_checkpoint_state(exp, workdir, 'sample from')
+  state = ema_view(latest_checkpoint_state(exp, workdir, 'sample from'))
   folder = os.path.join(workdir, 'samples')
   os.makedirs(folder, exist_ok=True)
   key_samples, key_ends = jax.random.split(jax.random.PRNGKey(config.eval_seed))

@@ -4,17 +4,24 @@ The step draws every random number from `fold_in(state.rng, state.step)`, per *g
 index* (device offset + position), so that the same seed and global batch train the same model on
 any number of devices. With `axis_name` set (under `jax.pmap`, `shard_map` or an equivalent named
 axis), gradients, metrics and BatchNorm statistics are averaged over that axis.
+
+Training options, all off by default (the published step is then unchanged bit for bit):
+weight EMA (`ema_decay`), differentiable augmentation of the encoder's inputs (`augment`,
+`augment_p`; sintrovae_jax/augment.py) and the bootstrap variant (`variant='bootstrap'`, a target
+decoder refreshed from D every `bootstrap_refresh_steps`; VARIANTS.md section 2).
 """
 
-from typing import Callable, Dict, Optional, Tuple
+import functools
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from sintrovae_jax import augment as augment_lib
 from sintrovae_jax import objectives
 from sintrovae_jax.objectives import Draws, LossWeights
-from sintrovae_jax.train_state import TrainState
+from sintrovae_jax.train_state import TrainState, averaged_part
 from sintrovae_jax.vae import SoftIntroVAE
 
 Metrics = Dict[str, jax.Array]
@@ -56,10 +63,17 @@ def _all_finite(*trees) -> jax.Array:
 
 
 PHASES = ('auto', 'vae', 'soft_intro')
+VARIANTS = ('standard', 'bootstrap')
+# The augmentation's draws come from their own stream of the step's key (the normals' stream,
+# `draw_normals`, is left exactly as it was).
+_AUGMENT_STREAM = 0x617567
 
 
 def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: int = 0,
-                    axis_name: Optional[str] = None, phase: str = 'auto') -> StepFn:
+                    axis_name: Optional[str] = None, phase: str = 'auto', *,
+                    ema_decay: float = 0.0, augment: Sequence[str] = (), augment_p: float = 0.5,
+                    variant: str = 'standard',
+                    bootstrap_refresh_steps: Optional[int] = None) -> StepFn:
   """Returns `step(state, batch) -> (state, metrics)`, a pure function to jit or pmap.
 
   Steps `t < num_vae_steps` are vanilla-VAE steps (one Adam step on both networks); later steps are
@@ -76,24 +90,49 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     phase: 'auto' picks the step kind from `state.step` on the device (a `lax.cond`); 'vae' or
       'soft_intro' fix it when the caller knows the phase, which spares accelerators the
       predicate's round trip to the host and keeps `vmap` from running both branches.
+    ema_decay: 0 = off; else `ema <- decay * ema + (1 - decay) * new` after every step (warm-up
+      included) over both networks' parameters and BatchNorm statistics (`optax.incremental_update`;
+      the state needs `create_train_state(..., ema=True)`).
+    augment: kinds of differentiable augmentation of every encoder input ('translation',
+      'cutout'; empty = off), each applied per example with probability `augment_p`.
+    variant: 'standard' (ALGORITHM.md) or 'bootstrap' (VARIANTS.md 2: the re-reconstructions come
+      from a frozen target decoder, copied from D, parameters and statistics, after every
+      `bootstrap_refresh_steps`-th step (`optax.periodic_update`; the reference refreshes once
+      per epoch); the state needs `create_train_state(..., target=True)`).
   """
   if phase not in PHASES:
     raise ValueError(f'phase={phase!r} is not one of {PHASES}.')
+  if variant not in VARIANTS:
+    raise ValueError(f'variant={variant!r} is not one of {VARIANTS}.')
+  if not 0.0 <= ema_decay < 1.0:
+    raise ValueError(f'ema_decay={ema_decay!r}: expected 0 (off) or a decay in (0, 1).')
+  augment = tuple(augment)
+  augment_lib.parse(','.join(augment))  # raises on unknown kinds
+  bootstrap = variant == 'bootstrap'
+  if bootstrap and not (isinstance(bootstrap_refresh_steps, int) and bootstrap_refresh_steps > 0):
+    raise ValueError(f"variant='bootstrap' needs bootstrap_refresh_steps, a positive number of "
+                     f'steps (the reference: one epoch); got {bootstrap_refresh_steps!r}.')
   model = model.with_axis_name(axis_name)
 
   def optimizer_step(tx, grads, opt_state, params):
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
-  def soft_intro(state: TrainState, batch, draws):
-    grad_e = jax.value_and_grad(objectives.encoder_objective, has_aux=True)
+  def soft_intro(state: TrainState, batch, draws, aug):
+    stats, extra = state.batch_stats, dict(augment=aug)
+    if bootstrap:
+      stats = dict(stats, target=state.target['batch_stats'])
+      extra['target_params'] = state.target['params']
+    grad_e = jax.value_and_grad(functools.partial(objectives.encoder_objective, **extra),
+                                has_aux=True)
     (loss_e, (stats, aux_e)), g_enc = grad_e(state.encoder_params, state.decoder_params,
-                                             state.batch_stats, batch, draws, model, weights)
+                                             stats, batch, draws, model, weights)
     g_enc = _mean(g_enc, axis_name)
     enc_params, enc_opt = optimizer_step(state.tx, g_enc, state.encoder_opt_state,
                                          state.encoder_params)
 
-    grad_d = jax.value_and_grad(objectives.decoder_objective, has_aux=True)
+    grad_d = jax.value_and_grad(functools.partial(objectives.decoder_objective, **extra),
+                                has_aux=True)
     (loss_d, (stats, aux_d)), g_dec = grad_d(state.decoder_params, enc_params, stats, batch,
                                              aux_e.pop('z'), draws, model, weights)
     metrics = dict(aux_e, **aux_d, diff_kl=aux_d['kl_fake'] - aux_e['kl_real'],
@@ -104,12 +143,18 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     dec_params, dec_opt = optimizer_step(state.tx, g_dec, state.decoder_opt_state,
                                          state.decoder_params)
 
+    if bootstrap:  # the target's statistics advanced in its training-mode calls
+      stats = dict(stats)
+      target = dict(state.target, batch_stats=stats.pop('target'))
+    else:
+      target = state.target
     new = state.replace(encoder_params=enc_params, decoder_params=dec_params, batch_stats=stats,
-                        encoder_opt_state=enc_opt, decoder_opt_state=dec_opt)
+                        encoder_opt_state=enc_opt, decoder_opt_state=dec_opt, target=target)
     return new, metrics, (losses_finite == 1.0) & _all_finite(g_enc, g_dec)
 
-  def vanilla_vae(state: TrainState, batch, draws):
-    grad_fn = jax.value_and_grad(objectives.vae_objective, has_aux=True)
+  def vanilla_vae(state: TrainState, batch, draws, aug):
+    grad_fn = jax.value_and_grad(functools.partial(objectives.vae_objective, augment=aug),
+                                 has_aux=True)
     (loss, (stats, aux)), (g_enc, g_dec) = grad_fn(
         (state.encoder_params, state.decoder_params), state.batch_stats, batch, draws, model,
         weights)
@@ -126,24 +171,44 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
 
   def with_all_metrics(branch):
     """Same metric keys from both branches (lax.cond needs one output structure)."""
-    def run(state, batch, draws):
-      new, metrics, finite = branch(state, batch, draws)
+    def run(state, batch, draws, aug):
+      new, metrics, finite = branch(state, batch, draws, aug)
       metrics = {k: jnp.asarray(metrics.get(k, 0.0), jnp.float32) for k in METRIC_NAMES
                  if k not in ('learning_rate', 'nonfinite')}
       return new, metrics, finite
     return run
 
+  def encoder_augmentation(key, index, batch):
+    """The encoder's input transform for this step (None: augmentation off)."""
+    if not augment:
+      return None
+    if batch.ndim != 4:
+      raise ValueError(f'augment={augment} needs image batches [B, H, W, C]; got shape '
+                       f'{batch.shape}.')
+    aug = augment_lib.draw(jax.random.fold_in(key, _AUGMENT_STREAM), index, batch.shape[1:3],
+                           augment, augment_p)
+    return functools.partial(augment_lib.apply, aug=aug)
+
   def step(state: TrainState, batch: jax.Array) -> Tuple[TrainState, Metrics]:
+    if ema_decay and state.ema is None:
+      raise ValueError('ema_decay > 0 needs a state with an EMA: '
+                       'create_train_state(..., ema=True).')
+    if bootstrap and state.target is None:
+      raise ValueError("variant='bootstrap' needs a state with a target decoder: "
+                       'create_train_state(..., target=True).')
     key = jax.random.fold_in(state.rng, state.step)
-    draws = draw_normals(key, global_example_index(batch.shape[0], axis_name), model.z_dim)
+    index = global_example_index(batch.shape[0], axis_name)
+    draws = draw_normals(key, index, model.z_dim)
+    aug = encoder_augmentation(key, index, batch)
     soft, vae = with_all_metrics(soft_intro), with_all_metrics(vanilla_vae)
     if phase == 'vae':
-      new, metrics, finite = vae(state, batch, draws)
+      new, metrics, finite = vae(state, batch, draws, aug)
     elif phase == 'soft_intro' or num_vae_steps == 0:
-      new, metrics, finite = soft(state, batch, draws)
+      new, metrics, finite = soft(state, batch, draws, aug)
     else:
-      new, metrics, finite = jax.lax.cond(state.step < num_vae_steps, vae, soft, state, batch,
-                                          draws)
+      new, metrics, finite = jax.lax.cond(state.step < num_vae_steps,
+                                          functools.partial(vae, aug=aug),
+                                          functools.partial(soft, aug=aug), state, batch, draws)
     # Skip a non-finite update wholesale: never write NaN into the state (ALGORITHM.md, D step 7).
     # The new state itself is checked too: finite gradients can still overflow the parameters
     # (an infinite learning rate) or Adam's second moments (huge betas). Every device reaches the
@@ -151,11 +216,19 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     # gradients, and gradients, BatchNorm statistics and hence the new state are the same
     # (all-reduced) values on every device.
     finite = finite & _all_finite(new.encoder_params, new.decoder_params, new.batch_stats,
-                                  new.encoder_opt_state, new.decoder_opt_state)
+                                  new.encoder_opt_state, new.decoder_opt_state, new.target)
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
     metrics['nonfinite'] = 1.0 - finite.astype(jnp.float32)
     metrics['learning_rate'] = _learning_rate(new)
-    return new.replace(step=state.step + 1), metrics
+    new = new.replace(step=state.step + 1)
+    if ema_decay:  # after every step, from the kept networks (a skipped step's are the old ones)
+      new = new.replace(ema=optax.incremental_update(averaged_part(new), state.ema,
+                                                     1.0 - ema_decay))
+    if bootstrap:  # T <- D after every bootstrap_refresh_steps-th step (the reference: each epoch)
+      fresh = {'params': new.decoder_params, 'batch_stats': new.batch_stats['decoder']}
+      new = new.replace(target=optax.periodic_update(fresh, new.target, new.step,
+                                                     bootstrap_refresh_steps))
+    return new, metrics
 
   return step
 

@@ -1,7 +1,12 @@
 """Run in a subprocess with N forced CPU devices: train K steps data-parallel on N devices and on
 one device with the same global batch and seed, and print the largest differences as JSON.
 
-Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_check.py MODEL
+Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_check.py KIND
+
+KIND: '2d', 'image', or 'image_options' (the image networks with every training option on: weight
+EMA, translation and cutout, the bootstrap variant with a target refreshed every 3 steps; no
+warm-up steps, which leaves one program to compile per path instead of a two-branch one, and 4
+steps instead of 10).
 """
 
 import json
@@ -14,8 +19,12 @@ import sintrovae_jax as sv
 from sintrovae_jax import parallel, toy_data
 
 
+OPTIONS = dict(ema_decay=0.9, augment=('translation', 'cutout'), augment_p=0.5,
+               variant='bootstrap', bootstrap_refresh_steps=3)
+
+
 def setup(kind):
-  if kind == 'image':
+  if kind in ('image', 'image_options'):
     model = sv.SoftIntroVAE(sv.ImageEncoder((8, 16), 4), sv.ImageDecoder((8, 16), 16, 3))
     shape, batch = (16, 16, 3), 8
     weights = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(shape))
@@ -29,8 +38,12 @@ def setup(kind):
     batches = [toy_data.sample('8gaussians', 64, np.random.default_rng([0, t])) for t in range(10)]
     vae_steps = 3
   tx = sv.make_optimizer(sv.learning_rate_schedule(1e-3, (6,)))
-  state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
-  return model, weights, vae_steps, state, batches
+  with_options = kind == 'image_options'
+  if with_options:  # 4 steps (a target refresh after the 3rd): each of its 4-device steps is slow
+    vae_steps, batches = 0, batches[:4]
+  state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx, ema=with_options,
+                                target=with_options)
+  return model, weights, vae_steps, state, batches, OPTIONS if with_options else {}
 
 
 def max_diff(a, b):
@@ -43,14 +56,15 @@ def max_abs(a):
 
 
 def main(kind):
-  model, weights, vae_steps, state, batches = setup(kind)
+  model, weights, vae_steps, state, batches, options = setup(kind)
   initial = jax.device_get(state)  # host copy: the data-parallel steps donate their inputs
-  one = jax.jit(sv.make_train_step(model, weights, vae_steps))
+  one = jax.jit(sv.make_train_step(model, weights, vae_steps, **options))
   s1, m1 = initial, None
   for b in batches:
     s1, m1 = one(s1, b)
 
-  many = parallel.pmap_train_step(sv.make_train_step(model, weights, vae_steps, parallel.AXIS))
+  many = parallel.pmap_train_step(sv.make_train_step(model, weights, vae_steps, parallel.AXIS,
+                                                     **options))
   sp = parallel.replicate(initial)
   for b in batches:
     sp, mp = many(sp, parallel.shard(b))
@@ -58,24 +72,31 @@ def main(kind):
 
   mesh = parallel.data_mesh()
   smap = parallel.shard_map_train_step(
-      sv.make_train_step(model, weights, vae_steps, parallel.AXIS), mesh)
+      sv.make_train_step(model, weights, vae_steps, parallel.AXIS, **options), mesh)
   ss = parallel.replicate_on_mesh(initial, mesh)
   for b in batches:
     ss, ms = smap(ss, parallel.shard_on_mesh(b, mesh))
 
-  # Replicas must agree with each other exactly as well.
+  images = kind != '2d'
+  extra = {}
+  if options:  # the EMA and the target decoder, and that they moved
+    extra = {'options_pmap': max_diff((s1.ema, s1.target), (sp.ema, sp.target)),
+             'options_shard_map': max_diff((s1.ema, s1.target), (ss.ema, ss.target)),
+             'ema_moved': max_diff(initial.ema, s1.ema),
+             'target_moved': max_diff(initial.target, s1.target)}
   print(json.dumps({
+      **extra,
       'devices': jax.device_count(),
       'params_pmap': max_diff((s1.encoder_params, s1.decoder_params),
                               (sp.encoder_params, sp.decoder_params)),
-      'stats_pmap': max_diff(s1.batch_stats, sp.batch_stats) if kind == 'image' else 0.0,
+      'stats_pmap': max_diff(s1.batch_stats, sp.batch_stats) if images else 0.0,
       'metrics_pmap': max_diff(m1, mp),
       'params_shard_map': max_diff((s1.encoder_params, s1.decoder_params),
                                    (ss.encoder_params, ss.decoder_params)),
-      'stats_shard_map': max_diff(s1.batch_stats, ss.batch_stats) if kind == 'image' else 0.0,
+      'stats_shard_map': max_diff(s1.batch_stats, ss.batch_stats) if images else 0.0,
       'param_scale': max_abs((s1.encoder_params, s1.decoder_params)),
       'moved': max_diff((initial.encoder_params,), (s1.encoder_params,)),
-      'stats_moved': max_diff(initial.batch_stats, s1.batch_stats) if kind == 'image' else 0.0,
+      'stats_moved': max_diff(initial.batch_stats, s1.batch_stats) if images else 0.0,
   }))
 
 

@@ -102,16 +102,20 @@ def test_decoder_likelihoods_match_their_distributions():
   np.testing.assert_allclose(got_bce, bern, rtol=1e-5)
 
 
-def test_default_sigma_makes_the_elbo_the_training_objective():
-  """-ELBO - (beta_rec REC + beta_kl KL) / beta_kl is the same constant for every input."""
+@pytest.mark.parametrize('reduction', ['sum', 'reference'])
+def test_default_sigma_makes_the_elbo_the_training_objective(reduction):
+  """-ELBO - (beta_rec REC + beta_kl KL) / beta_kl is the same constant for every input, with REC
+  the objective's reconstruction term (a mean over the 6 elements for l1 under 'reference')."""
   rng = np.random.default_rng(3)
   beta_rec, beta_kl = 0.5, 2.0
   for kind in ('mse', 'l1'):
-    sigma = likelihood.default_sigma(kind, beta_rec, beta_kl)
+    sigma = likelihood.default_sigma(kind, beta_rec, beta_kl, reduction, (6,))
     diffs = []
     for _ in range(3):
       x, out = (jnp.asarray(rng.uniform(size=(2, 6)), jnp.float32) for _ in range(2))
       rec = np.asarray(sv.reconstruction_error(x, out, kind))
+      if kind == 'l1' and reduction == 'reference':
+        rec = rec / 6
       nll = -np.asarray(likelihood.decoder_log_likelihood(x, out, kind, sigma))
       diffs.append(nll - beta_rec * rec / beta_kl)
     np.testing.assert_allclose(np.ravel(diffs), np.ravel(diffs)[0], rtol=1e-5)

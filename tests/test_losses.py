@@ -51,25 +51,60 @@ def _setup(rng, batch=8, x_dim=2, z_dim=2):
   return model, enc, dec, stats, x, draws
 
 
+def np_calc_reconstruction_loss(x, recon_x, loss_type='mse', reduction='sum'):
+  """The reference's calc_reconstruction_loss (soft_intro_vae/train_soft_intro_vae.py L268-294),
+  in NumPy: 'mse' sums per example first; 'l1' and 'bce' are PyTorch's l1_loss and
+  binary_cross_entropy with the given reduction over every element. `recon_x` is in data space."""
+  recon_x, x = recon_x.reshape(len(recon_x), -1), x.reshape(len(x), -1)
+  if loss_type == 'mse':
+    err = ((recon_x - x) ** 2).sum(1)
+    return {'sum': err.sum(), 'mean': err.mean(), 'none': err}[reduction]
+  if loss_type == 'l1':
+    err = np.abs(recon_x - x)
+  else:
+    err = -(x * np.log(recon_x) + (1 - x) * np.log(1 - recon_x))
+  return {'sum': err.sum(), 'mean': err.mean(), 'none': err}[reduction]
+
+
 def np_objectives(enc, dec, x, d, w):
-  """ALGORITHM.md's loss_E, loss_D and the VAE loss, restated in float64 NumPy."""
+  """ALGORITHM.md's loss_E, loss_D and the VAE loss, restated in float64 NumPy.
+
+  Reconstruction terms as the reference computes them: `reduction="mean"` for loss_rec, loss_rr
+  and loss_rf (with w.recon_reduction='reference'; per-example sums averaged with 'sum'), and
+  `reduction='none'` summed per example for the exp-ELBO terms. For 'bce' the decoder's outputs are
+  logits, and their sigmoid is what the reference's decoder would output.
+  """
   def E(v):
     out = np_mlp(enc, v)
     return np.split(out, 2, axis=1)
-  D = lambda z: np_mlp(dec, z)
+  to_data = (lambda o: 1 / (1 + np.exp(-o))) if w.recon_loss == 'bce' else (lambda o: o)
+  D = lambda z: to_data(np_mlp(dec, z))
   reparam = lambda mu, lv, eps: mu + eps * np.exp(0.5 * lv)
+
+  def batch_mean(target, out):
+    if w.recon_reduction == 'reference':
+      return np_calc_reconstruction_loss(target, out, w.recon_loss, 'mean')
+    return per_example(target, out).mean()
+
+  def per_example(target, out):
+    err = np_calc_reconstruction_loss(target, out, w.recon_loss, 'none')
+    while err.ndim > 1:
+      err = err.sum(-1)
+    return err
+
   s = w.scale
   fake = D(d.noise)
   mu, lv = E(x)
   z = reparam(mu, lv, d.eps_real)
   rec = D(z)
-  loss_rec, kl_real = np_rec(x, rec).mean(), np_kl(mu, lv).mean()
+  loss_rec, kl_real = batch_mean(x, rec), np_kl(mu, lv).mean()
   rmu, rlv = E(rec)
   rec_rec = D(reparam(rmu, rlv, d.eps_rec))
   fmu, flv = E(fake)
   rec_fake = D(reparam(fmu, flv, d.eps_fake))
-  ee_rec = np.mean(np.exp(-2 * s * (w.beta_rec * np_rec(rec, rec_rec) + w.beta_neg * np_kl(rmu, rlv))))
-  ee_fake = np.mean(np.exp(-2 * s * (w.beta_rec * np_rec(fake, rec_fake)
+  ee_rec = np.mean(np.exp(-2 * s * (w.beta_rec * per_example(rec, rec_rec)
+                                    + w.beta_neg * np_kl(rmu, rlv))))
+  ee_fake = np.mean(np.exp(-2 * s * (w.beta_rec * per_example(fake, rec_fake)
                                      + w.beta_neg * np_kl(fmu, flv))))
   loss_e = s * (w.beta_rec * loss_rec + w.beta_kl * kl_real) + 0.25 * (ee_rec + ee_fake)
   # The decoder half, with the same (here: un-updated) encoder.
@@ -79,16 +114,21 @@ def np_objectives(enc, dec, x, d, w):
   rf = D(reparam(fmu2, flv2, d.eps_fake_dec))
   loss_d = s * (w.beta_rec * loss_rec + 0.5 * w.beta_kl * (np_kl(rmu2, rlv2).mean()
                                                             + np_kl(fmu2, flv2).mean())
-                + 0.5 * w.gamma_r * w.beta_rec * (np_rec(rec, rr).mean() + np_rec(fake, rf).mean()))
+                + 0.5 * w.gamma_r * w.beta_rec * (batch_mean(rec, rr) + batch_mean(fake, rf)))
   vae = w.beta_rec * loss_rec + w.beta_kl * kl_real
   return dict(loss_e=loss_e, loss_d=loss_d, vae=vae, exp_elbo_rec=ee_rec, exp_elbo_fake=ee_fake,
               kl_real=kl_real, loss_rec=loss_rec, kl_fake=np_kl(fmu2, flv2).mean())
 
 
-@pytest.mark.parametrize('gamma_r', [1e-8, 1.0])
-def test_objectives_match_numpy(rng, gamma_r):
-  model, enc, dec, stats, x, d = _setup(rng)
-  w = sv.LossWeights(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, gamma_r=gamma_r, scale=0.5)
+@pytest.mark.parametrize('kind,reduction,gamma_r', [
+    ('mse', 'reference', 1e-8), ('mse', 'reference', 1.0), ('mse', 'sum', 1.0),
+    ('l1', 'reference', 1.0), ('l1', 'sum', 1.0), ('bce', 'reference', 1.0), ('bce', 'sum', 1.0)])
+def test_objectives_match_numpy(rng, kind, reduction, gamma_r):
+  model, enc, dec, stats, x, d = _setup(rng, x_dim=3)
+  if kind == 'bce':
+    x = rng.uniform(size=x.shape).astype(np.float32)  # BCE targets are probabilities
+  w = sv.LossWeights(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, gamma_r=gamma_r, scale=0.5,
+                     recon_loss=kind, recon_reduction=reduction)
   want = np_objectives(enc, dec, x, d, w)
   loss_e, (_, aux_e) = sv.encoder_objective(enc, dec, stats, x, d, model, w)
   loss_d, (_, aux_d) = sv.decoder_objective(dec, enc, stats, x, aux_e['z'], d, model, w)
@@ -99,3 +139,15 @@ def test_objectives_match_numpy(rng, gamma_r):
   for k in ('exp_elbo_rec', 'exp_elbo_fake', 'kl_real', 'loss_rec'):
     np.testing.assert_allclose(aux_e[k], want[k], rtol=RTOL, err_msg=k)
   np.testing.assert_allclose(aux_d['kl_fake'], want['kl_fake'], rtol=RTOL)
+
+
+def test_reductions_differ_exactly_by_the_element_count(rng):
+  """'reference' divides l1/bce batch terms by C*H*W and leaves mse alone; the names are checked."""
+  x, y = jnp.array(rng.uniform(size=(3, 4, 4, 2))), jnp.array(rng.normal(size=(3, 4, 4, 2)))
+  for kind in ('mse', 'l1', 'bce'):
+    ref = float(sv.losses.mean_reconstruction_error(x, y, kind, 'reference'))
+    summed = float(sv.losses.mean_reconstruction_error(x, y, kind, 'sum'))
+    assert summed == pytest.approx(float(jnp.mean(sv.reconstruction_error(x, y, kind))), rel=1e-6)
+    assert ref == pytest.approx(summed if kind == 'mse' else summed / 32, rel=1e-6)
+  with pytest.raises(ValueError, match='recon_reduction'):
+    sv.losses.mean_reconstruction_error(x, y, 'l1', 'none')

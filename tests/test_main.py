@@ -87,20 +87,32 @@ def _tiny_mnist(**overrides):
   return config
 
 
-def test_image_run_on_mock_tfds_and_resume_equals_uninterrupted(tmp_path):
+# Every training option on (issue 13): weight EMA, augmentation, the bootstrap variant, l1.
+ALL_OPTIONS = dict(ema_decay=0.9, augment='translation,cutout', variant='bootstrap',
+                   bootstrap_refresh_steps=3, recon_loss='l1', gamma_r=1.0)
+
+
+def test_image_run_with_every_option_on_mock_tfds_and_resume_equals_uninterrupted(tmp_path):
   with tfds.testing.mock_data(num_examples=12):
-    config = _tiny_mnist()
+    config = _tiny_mnist(**ALL_OPTIONS)
     results = train.train_and_evaluate(config, str(tmp_path / 'full'))
-    assert set(results) == {'rec_error_deterministic', 'kl', 'neg_elbo', 'num_examples'}
-    assert results['num_examples'] == 8
+    # The evaluation reports the trained networks and their EMA.
+    assert set(results) == {p + k for p in ('', 'ema/') for k in (
+        'rec_error_deterministic', 'kl', 'neg_elbo', 'num_examples')}
+    assert results['num_examples'] == 8 and results['ema/kl'] != results['kl']
     grid = Image.open(tmp_path / 'full' / 'pictures' / 'real_rec_sample_00000004.png')
     assert grid.size[0] > 3 * grid.size[1]  # three panels side by side
 
-    # Stop at step 2 (a checkpoint), then resume to 4 in the same workdir.
-    train.train_and_evaluate(_tiny_mnist(num_train_steps=2), str(tmp_path / 'split'))
+    # Stop at step 2 (a checkpoint), then resume to 4 in the same workdir: the same state, bit
+    # for bit, the EMA and the bootstrap target included.
+    train.train_and_evaluate(_tiny_mnist(**dict(ALL_OPTIONS, num_train_steps=2)),
+                             str(tmp_path / 'split'))
     train.train_and_evaluate(config, str(tmp_path / 'split'))
-    assert_states_close(params_of(str(tmp_path / 'split'), config),
-                        params_of(str(tmp_path / 'full'), config))
+    full, split = (params_of(str(tmp_path / name), config) for name in ('full', 'split'))
+    assert int(full.step) == int(split.step) == 4
+    assert full.ema is not None and full.target is not None
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(split)):
+      np.testing.assert_array_equal(a, b)
 
   paths = train.sample_from_checkpoint(config, str(tmp_path / 'full'), num=6)
   assert [os.path.basename(p) for p in paths] == ['samples_00000004.png',
@@ -203,6 +215,12 @@ BAD_CONFIGS = [
     ('fid_every_steps', 5, 'needs the Inception weights'),
     ('fid_matrix_sqrt', 'svd', "'scipy' or 'eigh'"),
     ('kid_subset_size', 1, '>= 2'),
+    ('recon_reduction', 'mean', "('reference', 'sum')"),
+    ('ema_decay', 1.0, 'a decay in (0, 1)'),
+    ('augment', 'translation,rotation', 'unknown augmentation'),
+    ('augment_p', 0.0, 'a probability in (0, 1]'),
+    ('variant', 'style', "('standard', 'bootstrap')"),
+    ('bootstrap_refresh_steps', 0, 'a positive number of steps'),
 ]
 
 
@@ -229,6 +247,10 @@ def test_config_checks_devices_data_files_and_folders(tmp_path):
     config_lib.validate(config)
   with pytest.raises(ValueError, match='toy2d.py takes one of'):
     toy2d.get_config('moons')
+  config = toy2d.get_config('8gaussians')
+  config.augment = 'cutout'
+  with pytest.raises(config_lib.ConfigError, match='augmentation is for images'):
+    config_lib.validate(config)
 
 
 def test_bad_config_on_the_command_line_fails_before_compiling(tmp_path):

@@ -17,7 +17,7 @@ from sintrovae_jax import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize('kind', ['2d', 'image'])
+@pytest.mark.parametrize('kind', ['2d', 'image', 'image_options'])
 def test_four_devices_equal_one_device(kind):
   out = subprocess.run([sys.executable, 'tests/multidevice_check.py', kind], cwd=ROOT,
                        env=cpu_devices_env(4), text=True, capture_output=True, timeout=300)
@@ -28,8 +28,12 @@ def test_four_devices_equal_one_device(kind):
   tol = 1e-5 * max(1.0, d['param_scale'])
   for key in ('params_pmap', 'params_shard_map', 'stats_pmap', 'stats_shard_map'):
     assert d[key] < tol, (key, d)
-  if kind == 'image':
+  if kind != '2d':
     assert d['stats_moved'] > 1e-3  # BatchNorm statistics were synchronised, not left alone
+  if kind == 'image_options':  # EMA and target decoder: the same on 4 devices, and they moved
+    assert d['ema_moved'] > 1e-4 and d['target_moved'] > 1e-3, d
+    for key in ('options_pmap', 'options_shard_map'):
+      assert d[key] < tol, (key, d)
 
 
 def _free_port():

@@ -16,6 +16,10 @@ def test_readme_example_runs():
   exec(compile(_blocks('python')[0], 'README.md', 'exec'), scope)  # pylint: disable=exec-used
   assert scope['samples'].shape == (1000, 2) and scope['mu'].shape == (8, 2)
   assert int(scope['state'].step) == 50
+  # "Training options" continues the example in the same scope.
+  exec(compile(_blocks('python')[1], 'README.md', 'exec'), scope)  # pylint: disable=exec-used
+  assert scope['samples'].shape == (64, 2) and int(scope['state'].step) == 1
+  assert scope['state'].ema is not None and scope['state'].target is not None
 
 
 def test_readme_commands_match_ci():
