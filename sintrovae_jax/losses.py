@@ -21,7 +21,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-RECON_LOSSES = ('mse', 'l1', 'bce')
+from sintrovae_jax import point_clouds
+
+RECON_LOSSES = ('mse', 'l1', 'bce')  # images and vectors
+POINT_LOSSES = ('chamfer',)           # point clouds [B, N, 3] (VARIANTS.md 3.3)
 RECON_REDUCTIONS = ('reference', 'sum')
 
 
@@ -30,15 +33,28 @@ def reparameterize(mu: jax.Array, logvar: jax.Array, eps: jax.Array) -> jax.Arra
   return mu + eps * jnp.exp(0.5 * logvar)
 
 
-def kl_divergence(mu: jax.Array, logvar: jax.Array) -> jax.Array:
-  """Per-sample KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dimensions: [B]."""
+def kl_divergence(mu: jax.Array, logvar: jax.Array, prior_std: float = 1.0) -> jax.Array:
+  """Per-sample KL(N(mu, exp(logvar)) || N(0, prior_std^2 I)), summed over latent dims: [B].
+
+  `prior_std` is 1 in ALGORITHM.md and 0.2 in the 3D variant (VARIANTS.md 3.3).
+  """
   mu, logvar = mu.astype(jnp.float32), logvar.astype(jnp.float32)
-  return -0.5 * jnp.sum(1.0 + logvar - jnp.exp(logvar) - mu ** 2, axis=-1)
+  if prior_std == 1.0:
+    return -0.5 * jnp.sum(1.0 + logvar - jnp.exp(logvar) - mu ** 2, axis=-1)
+  var_p = prior_std ** 2
+  return -0.5 * jnp.sum(1.0 + logvar - math.log(var_p) - jnp.exp(logvar) / var_p - mu ** 2 / var_p,
+                        axis=-1)
 
 
 def reconstruction_error(target: jax.Array, output: jax.Array, kind: str = 'mse') -> jax.Array:
-  """Per-sample error summed over every non-batch element (not averaged): [B]."""
+  """Per-sample error summed over every non-batch element (not averaged): [B].
+
+  'chamfer' (point clouds [B, N, 3]): the squared Chamfer distance, summed over the points in each
+  direction (`point_clouds.chamfer_distance`).
+  """
   target, output = target.astype(jnp.float32), output.astype(jnp.float32)
+  if kind == 'chamfer':
+    return point_clouds.chamfer_distance(target, output)
   if kind == 'mse':
     err = (target - output) ** 2
   elif kind == 'l1':
@@ -46,7 +62,7 @@ def reconstruction_error(target: jax.Array, output: jax.Array, kind: str = 'mse'
   elif kind == 'bce':
     err = optax.sigmoid_binary_cross_entropy(output, target)
   else:
-    raise ValueError(f'recon_loss={kind!r} is not one of {RECON_LOSSES}.')
+    raise ValueError(f'recon_loss={kind!r} is not one of {RECON_LOSSES + POINT_LOSSES}.')
   return jnp.sum(err.reshape((err.shape[0], -1)), axis=-1)
 
 
@@ -60,7 +76,7 @@ def mean_reconstruction_error(target: jax.Array, output: jax.Array, kind: str = 
   if reduction not in RECON_REDUCTIONS:
     raise ValueError(f'recon_reduction={reduction!r} is not one of {RECON_REDUCTIONS}.')
   per_example = reconstruction_error(target, output, kind)
-  if reduction == 'reference' and kind != 'mse':
+  if reduction == 'reference' and kind in ('l1', 'bce'):
     per_example = per_example / math.prod(target.shape[1:])
   return jnp.mean(per_example)
 
@@ -71,8 +87,9 @@ def decoded_to_data(output: jax.Array, kind: str = 'mse') -> jax.Array:
 
 
 def default_scale(data_shape: Sequence[int]) -> float:
-  """ALGORITHM.md's scale `s`: 1/(C*H*W) for images ([H, W, C]), 0.5 for vectors ([D])."""
-  if len(data_shape) >= 3:
+  """ALGORITHM.md's scale `s`: 1/(C*H*W) for images ([H, W, C]), 0.5 for vectors ([D]);
+  1/(3 N) for point clouds ([N, 3], VARIANTS.md 3.3)."""
+  if len(data_shape) >= 2:
     return 1.0 / math.prod(data_shape)
   return 0.5
 

@@ -38,6 +38,8 @@ class LossWeights:
 
   `recon_reduction`: how the batch-mean reconstruction terms reduce for 'l1' and 'bce'
   (`losses.mean_reconstruction_error`; 'reference' is the authors' `reduction="mean"`).
+  `prior_std`: the prior N(0, prior_std^2 I) of the KL terms and of the generated data's latents
+  (1 in ALGORITHM.md, 0.2 for point clouds, VARIANTS.md 3.3).
   """
   beta_rec: float
   beta_kl: float
@@ -46,6 +48,7 @@ class LossWeights:
   scale: float = 1.0
   recon_loss: str = 'mse'
   recon_reduction: str = 'reference'
+  prior_std: float = 1.0
 
 
 Aux = Dict[str, Any]
@@ -88,13 +91,23 @@ class _Networks:
     return out
 
 
+def _prior_sample(noise, w: LossWeights):
+  return noise if w.prior_std == 1.0 else w.prior_std * noise
+
+
+def _kl(mu, logvar, w: LossWeights):
+  return losses.kl_divergence(mu, logvar, w.prior_std)
+
+
 def encoder_objective(enc_params, dec_params, stats, x, draws: Draws, model: SoftIntroVAE,
-                      w: LossWeights, target_params=None,
-                      augment: Augment = None) -> Tuple[jax.Array, Tuple[Any, Aux]]:
+                      w: LossWeights, target_params=None, augment: Augment = None,
+                      points: bool = False) -> Tuple[jax.Array, Tuple[Any, Aux]]:
   """`loss_E`, differentiated w.r.t. `enc_params` only: the decoder's parameters are constants.
 
   Returns `(loss_E, (stats', aux))`; `aux` holds the metrics and `z`, which the decoder update uses.
   With `target_params` (bootstrap variant) the re-reconstructions come from the target decoder.
+  `points`: the 3D variant's difference (VARIANTS.md 3.3 (a)): the target `rec` of r_i is stopped;
+  `aux` then also holds `mu` and `logvar`, from which the decoder update redraws its z (3.3 (b)).
   """
   net = _Networks(model, stats, enc_params, dec_params, target_params, augment)
   to_data = lambda out: losses.decoded_to_data(out, w.recon_loss)
@@ -102,13 +115,13 @@ def encoder_objective(enc_params, dec_params, stats, x, draws: Draws, model: Sof
   mean_error = lambda target, out: losses.mean_reconstruction_error(target, out, w.recon_loss,
                                                                     w.recon_reduction)
 
-  fake = to_data(net.D(draws.noise))
+  fake = to_data(net.D(_prior_sample(draws.noise, w)))
   mu, logvar = net.E(x)
   z = losses.reparameterize(mu, logvar, draws.eps_real)
   rec_out = net.D(z)
   rec = to_data(rec_out)
   loss_rec = mean_error(x, rec_out)
-  kl_real = jnp.mean(losses.kl_divergence(mu, logvar))
+  kl_real = jnp.mean(_kl(mu, logvar, w))
 
   # Generated data enters the encoder as a constant (ALGORITHM.md, encoder step 4) ...
   rec_mu, rec_logvar = net.E(sg(rec))
@@ -117,11 +130,11 @@ def encoder_objective(enc_params, dec_params, stats, x, draws: Draws, model: Sof
   rec_fake_out = net.R(losses.reparameterize(fake_mu, fake_logvar, draws.eps_fake))
 
   # ... but the target `rec` of r_i is NOT stopped: its gradient also reaches the encoder through
-  # the real-data path (step 5), as in the reference.
-  r = rec_error(rec, rec_rec_out)
+  # the real-data path (step 5), as in the reference (the 3D variant stops it).
+  r = rec_error(sg(rec) if points else rec, rec_rec_out)
   f = rec_error(sg(fake), rec_fake_out)
-  kl_rec = losses.kl_divergence(rec_mu, rec_logvar)
-  kl_fake = losses.kl_divergence(fake_mu, fake_logvar)
+  kl_rec = _kl(rec_mu, rec_logvar, w)
+  kl_fake = _kl(fake_mu, fake_logvar, w)
   exp_elbo_rec = losses.exp_elbo(r, kl_rec, w.scale, w.beta_rec, w.beta_neg)
   exp_elbo_fake = losses.exp_elbo(f, kl_fake, w.scale, w.beta_rec, w.beta_neg)
   loss = losses.encoder_loss(loss_rec, kl_real, exp_elbo_rec, exp_elbo_fake, w.scale,
@@ -132,6 +145,8 @@ def encoder_objective(enc_params, dec_params, stats, x, draws: Draws, model: Sof
   aux = dict(z=z, loss_rec=loss_rec, kl_real=kl_real, exp_elbo_rec=exp_elbo_rec,
              exp_elbo_fake=exp_elbo_fake, loss_enc=loss,
              rec_error_deterministic=mean_error(x, sg(det_out)))
+  if points:
+    aux.update(mu=mu, logvar=logvar)
   return loss, (net.stats, aux)
 
 
@@ -150,7 +165,7 @@ def decoder_objective(dec_params, enc_params, stats, x, z, draws: Draws, model: 
   # Stop-gradients of steps 4-5 that the bootstrap variant drops.
   sg_main = (lambda v: v) if net.bootstrap else sg
 
-  fake_out = net.D(draws.noise)
+  fake_out = net.D(_prior_sample(draws.noise, w))
   rec_out = net.D(sg(z))
   fake, rec = to_data(fake_out), to_data(rec_out)
   loss_rec = mean_error(x, rec_out)
@@ -163,8 +178,8 @@ def decoder_objective(dec_params, enc_params, stats, x, z, draws: Draws, model: 
   rec_fake_out = net.R(sg_main(losses.reparameterize(fake_mu, fake_logvar, draws.eps_fake_dec)))
   loss_rr = mean_error(sg_main(rec), rec_rec_out)
   loss_rf = mean_error(sg_main(fake), rec_fake_out)
-  kl_rec = jnp.mean(losses.kl_divergence(rec_mu, rec_logvar))
-  kl_fake = jnp.mean(losses.kl_divergence(fake_mu, fake_logvar))
+  kl_rec = jnp.mean(_kl(rec_mu, rec_logvar, w))
+  kl_fake = jnp.mean(_kl(fake_mu, fake_logvar, w))
   loss = losses.decoder_loss(loss_rec, kl_rec, kl_fake, loss_rr, loss_rf, w.scale, w.beta_rec,
                              w.beta_kl, w.gamma_r)
   aux = dict(kl_rec=kl_rec, kl_fake=kl_fake, loss_dec=loss)
@@ -186,7 +201,7 @@ def vae_objective(params, stats, x, draws: Draws, model: SoftIntroVAE, w: LossWe
   z = losses.reparameterize(mu, logvar, draws.eps_real)
   rec_out = net.D(z)
   loss_rec = mean_error(x, rec_out)
-  kl_real = jnp.mean(losses.kl_divergence(mu, logvar))
+  kl_real = jnp.mean(_kl(mu, logvar, w))
   loss = losses.vae_loss(loss_rec, kl_real, w.beta_rec, w.beta_kl)
   det_out, _ = model.decode(dec_params, net.stats['decoder'], sg(mu))
   aux = dict(loss_rec=loss_rec, kl_real=kl_real, loss_vae=loss,

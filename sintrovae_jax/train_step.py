@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from sintrovae_jax import augment as augment_lib
-from sintrovae_jax import objectives
+from sintrovae_jax import losses, objectives
 from sintrovae_jax.objectives import Draws, LossWeights
 from sintrovae_jax.train_state import TrainState, averaged_part
 from sintrovae_jax.vae import SoftIntroVAE
@@ -32,20 +32,24 @@ METRIC_NAMES = ('loss_rec', 'kl_real', 'kl_fake', 'kl_rec', 'diff_kl', 'exp_elbo
                 'learning_rate', 'soft_intro', 'nonfinite')
 
 
+sg = jax.lax.stop_gradient
+
+
 def global_example_index(batch_size: int, axis_name: Optional[str]) -> jax.Array:
   """Global positions of this device's examples: `axis_index * batch_size + arange(batch_size)`."""
   offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * batch_size
   return offset + jnp.arange(batch_size)
 
 
+def per_example_normals(key: jax.Array, example_index: jax.Array, z_dim: int) -> jax.Array:
+  """[B, z_dim] standard normals; example i's row depends on (key, i) alone."""
+  return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (z_dim,)))(example_index)
+
+
 def draw_normals(key: jax.Array, example_index: jax.Array, z_dim: int) -> Draws:
   """Every standard-normal draw of one iteration; example i's draws depend on (key, i) alone."""
   keys = jax.random.split(key, len(Draws._fields))
-
-  def per_example(k):
-    return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(k, i), (z_dim,)))(example_index)
-
-  return Draws(*[per_example(k) for k in keys])
+  return Draws(*[per_example_normals(k, example_index, z_dim) for k in keys])
 
 
 def _mean(tree, axis_name):
@@ -63,10 +67,11 @@ def _all_finite(*trees) -> jax.Array:
 
 
 PHASES = ('auto', 'vae', 'soft_intro')
-VARIANTS = ('standard', 'bootstrap')
-# The augmentation's draws come from their own stream of the step's key (the normals' stream,
-# `draw_normals`, is left exactly as it was).
+VARIANTS = ('standard', 'bootstrap', 'points')
+# The augmentation's draws and the 3D variant's redrawn decoder latents come from their own
+# streams of the step's key (the normals' stream, `draw_normals`, is left exactly as it was).
 _AUGMENT_STREAM = 0x617567
+_POINTS_STREAM = 0x707473
 
 
 def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: int = 0,
@@ -98,7 +103,10 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     variant: 'standard' (ALGORITHM.md) or 'bootstrap' (VARIANTS.md 2: the re-reconstructions come
       from a frozen target decoder, copied from D, parameters and statistics, after every
       `bootstrap_refresh_steps`-th step (`optax.periodic_update`; the reference refreshes once
-      per epoch); the state needs `create_train_state(..., target=True)`).
+      per epoch); the state needs `create_train_state(..., target=True)`); or 'points' (the 3D
+      variant's differences, VARIANTS.md 3.3: the encoder's r_i target is stopped, and the decoder
+      update reconstructs from a z redrawn from the stopped posterior with fresh noise; with
+      `recon_loss='chamfer'` and `prior_std` in the weights).
   """
   if phase not in PHASES:
     raise ValueError(f'phase={phase!r} is not one of {PHASES}.')
@@ -108,7 +116,7 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     raise ValueError(f'ema_decay={ema_decay!r}: expected 0 (off) or a decay in (0, 1).')
   augment = tuple(augment)
   augment_lib.parse(','.join(augment))  # raises on unknown kinds
-  bootstrap = variant == 'bootstrap'
+  bootstrap, points = variant == 'bootstrap', variant == 'points'
   if bootstrap and not (isinstance(bootstrap_refresh_steps, int) and bootstrap_refresh_steps > 0):
     raise ValueError(f"variant='bootstrap' needs bootstrap_refresh_steps, a positive number of "
                      f'steps (the reference: one epoch); got {bootstrap_refresh_steps!r}.')
@@ -118,13 +126,13 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
-  def soft_intro(state: TrainState, batch, draws, aug):
-    stats, extra = state.batch_stats, dict(augment=aug)
+  def soft_intro(state: TrainState, batch, draws, per_step):
+    stats, extra = state.batch_stats, dict(augment=per_step['augment'])
     if bootstrap:
       stats = dict(stats, target=state.target['batch_stats'])
       extra['target_params'] = state.target['params']
-    grad_e = jax.value_and_grad(functools.partial(objectives.encoder_objective, **extra),
-                                has_aux=True)
+    grad_e = jax.value_and_grad(
+        functools.partial(objectives.encoder_objective, points=points, **extra), has_aux=True)
     (loss_e, (stats, aux_e)), g_enc = grad_e(state.encoder_params, state.decoder_params,
                                              stats, batch, draws, model, weights)
     g_enc = _mean(g_enc, axis_name)
@@ -133,8 +141,12 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
 
     grad_d = jax.value_and_grad(functools.partial(objectives.decoder_objective, **extra),
                                 has_aux=True)
-    (loss_d, (stats, aux_d)), g_dec = grad_d(state.decoder_params, enc_params, stats, batch,
-                                             aux_e.pop('z'), draws, model, weights)
+    z = aux_e.pop('z')
+    if points:  # VARIANTS.md 3.3 (b): z redrawn from the (pre-update) encoder's posterior
+      z = losses.reparameterize(sg(aux_e.pop('mu')), sg(aux_e.pop('logvar')),
+                                per_step['eps_z_decoder'])
+    (loss_d, (stats, aux_d)), g_dec = grad_d(state.decoder_params, enc_params, stats, batch, z,
+                                             draws, model, weights)
     metrics = dict(aux_e, **aux_d, diff_kl=aux_d['kl_fake'] - aux_e['kl_real'],
                    soft_intro=jnp.ones(()))
     # One reduction for the decoder's gradients, the metrics and the losses' finiteness.
@@ -152,9 +164,9 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
                         encoder_opt_state=enc_opt, decoder_opt_state=dec_opt, target=target)
     return new, metrics, (losses_finite == 1.0) & _all_finite(g_enc, g_dec)
 
-  def vanilla_vae(state: TrainState, batch, draws, aug):
-    grad_fn = jax.value_and_grad(functools.partial(objectives.vae_objective, augment=aug),
-                                 has_aux=True)
+  def vanilla_vae(state: TrainState, batch, draws, per_step):
+    grad_fn = jax.value_and_grad(
+        functools.partial(objectives.vae_objective, augment=per_step['augment']), has_aux=True)
     (loss, (stats, aux)), (g_enc, g_dec) = grad_fn(
         (state.encoder_params, state.decoder_params), state.batch_stats, batch, draws, model,
         weights)
@@ -171,8 +183,8 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
 
   def with_all_metrics(branch):
     """Same metric keys from both branches (lax.cond needs one output structure)."""
-    def run(state, batch, draws, aug):
-      new, metrics, finite = branch(state, batch, draws, aug)
+    def run(state, batch, draws, per_step):
+      new, metrics, finite = branch(state, batch, draws, per_step)
       metrics = {k: jnp.asarray(metrics.get(k, 0.0), jnp.float32) for k in METRIC_NAMES
                  if k not in ('learning_rate', 'nonfinite')}
       return new, metrics, finite
@@ -199,16 +211,21 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     key = jax.random.fold_in(state.rng, state.step)
     index = global_example_index(batch.shape[0], axis_name)
     draws = draw_normals(key, index, model.z_dim)
-    aug = encoder_augmentation(key, index, batch)
+    # Per-step inputs beyond the normals: the encoder's input transform, the redrawn latents' noise.
+    per_step = {'augment': encoder_augmentation(key, index, batch), 'eps_z_decoder': None}
+    if points:
+      per_step['eps_z_decoder'] = per_example_normals(jax.random.fold_in(key, _POINTS_STREAM),
+                                                      index, model.z_dim)
     soft, vae = with_all_metrics(soft_intro), with_all_metrics(vanilla_vae)
     if phase == 'vae':
-      new, metrics, finite = vae(state, batch, draws, aug)
+      new, metrics, finite = vae(state, batch, draws, per_step)
     elif phase == 'soft_intro' or num_vae_steps == 0:
-      new, metrics, finite = soft(state, batch, draws, aug)
+      new, metrics, finite = soft(state, batch, draws, per_step)
     else:
       new, metrics, finite = jax.lax.cond(state.step < num_vae_steps,
-                                          functools.partial(vae, aug=aug),
-                                          functools.partial(soft, aug=aug), state, batch, draws)
+                                          functools.partial(vae, per_step=per_step),
+                                          functools.partial(soft, per_step=per_step), state, batch,
+                                          draws)
     # Skip a non-finite update wholesale: never write NaN into the state (ALGORITHM.md, D step 7).
     # The new state itself is checked too: finite gradients can still overflow the parameters
     # (an infinite learning rate) or Adam's second moments (huge betas). Every device reaches the
