@@ -7,7 +7,8 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # Data. `dataset` is a TFDS name ('mnist', 'fashion_mnist', 'cifar10', 'svhn_cropped',
   # 'celeb_a_hq/256', 'celeb_a_hq/1024'), 'image_folder' (images under `data_dir`), or a 2D set
-  # ('8gaussians', '2spirals', 'checkerboard', 'rings'; or 'npy' to read `data_file`).
+  # ('8gaussians', '2spirals', 'checkerboard', 'rings'; or 'npy' to read `data_file`), or
+  # 'point_folder' (3D point clouds under `data_dir`, configs/shapenet_points.py).
   c.dataset = 'cifar10'
   c.data_dir = ''             # TFDS data_dir, or the image folder; '' = TFDS default
   c.data_file = ''            # .npy file of points [N, D] for dataset='npy'
@@ -17,6 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.image_channels = 3        # image folders: 1 (grey, e.g. digits) or 3; TFDS sets fix their own
   c.random_flip = False       # random horizontal mirror (the reference mirrors CelebA)
   c.shuffle_buffer = 10_000
+  c.point_categories = ''     # point_folder: sub-folders (names or ShapeNet synset ids), 'a,b'
+  c.num_points = 2048         # point_folder: points per cloud (files must hold exactly this many)
 
   # Model. Images use the residual networks, 2D/tabular data the MLPs.
   c.channels = (64, 128, 256)
@@ -40,7 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
   # authors' reduction="mean": mean over every element) or 'sum' (per-example sums, like 'mse' and
   # the exp-ELBO terms). 'mse' is the same under both.
   c.recon_reduction = 'reference'
-  c.scale = -1.0              # s; -1 = 1/(C*H*W) for images, 0.5 for vectors
+  c.scale = -1.0              # s; -1 = 1/(C*H*W) for images, 0.5 for vectors, 1/(3N) for clouds
+  c.prior_std = 1.0           # prior N(0, prior_std^2 I); only point clouds may change it (0.2)
 
   # Optimisation.
   c.batch_size = 32           # global, over all devices and hosts
@@ -55,7 +59,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.0           # weight EMA of both networks (e.g. 0.999); 0 = off
   c.augment = ''              # DiffAugment of encoder inputs: 'translation', 'cutout' or both
   c.augment_p = 0.5           # each augmentation's probability per example
-  c.variant = 'standard'      # or 'bootstrap' (target decoder; configs/cifar10_bootstrap.py)
+  # 'standard', 'bootstrap' (target decoder; configs/cifar10_bootstrap.py) or 'points' (the 3D
+  # variant, which point clouds need; configs/shapenet_points.py).
+  c.variant = 'standard'
   c.bootstrap_refresh_steps = 1_563  # bootstrap: copy D into the target after every N steps
 
   # Logging, pictures, checkpoints, evaluation.
@@ -72,6 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_seed = 1234
   c.num_eval_examples = 5_000  # images: examples for the final evaluation
   c.num_eval_points = 5_000    # 2D: real and generated points for KL / JSD
+  c.num_eval_clouds = 1_000    # point clouds: test clouds (at most) and as many generated ones
 
   # Likelihood and out-of-distribution detection (--mode=ood; README "Likelihood and OOD").
   c.ood_dataset = ''          # a TFDS name (e.g. svhn_cropped) or 'image_folder'

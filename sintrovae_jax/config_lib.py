@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sintrovae_jax import augment, fid, image_files, losses, models, toy_data, train_step
+from sintrovae_jax import (augment, fid, image_files, losses, models, point_clouds, toy_data,
+                           train_step)
 from sintrovae_jax.objectives import LossWeights
 from sintrovae_jax.vae import SoftIntroVAE
 
@@ -22,7 +23,8 @@ TFDS_CHANNELS = {'mnist': 1, 'fashion_mnist': 1, 'cifar10': 3, 'svhn_cropped': 3
 TFDS_SIZES = {'mnist': 28, 'fashion_mnist': 28, 'cifar10': 32, 'svhn_cropped': 32,
               'celeb_a_hq/256': 256, 'celeb_a_hq/1024': 1024}
 VECTOR_DATASETS = toy_data.DATASETS + ('npy',)
-DATASETS = tuple(TFDS_CHANNELS) + ('image_folder',) + VECTOR_DATASETS
+POINT_DATASETS = ('point_folder',)
+DATASETS = tuple(TFDS_CHANNELS) + ('image_folder',) + VECTOR_DATASETS + POINT_DATASETS
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Matmul/convolution precision of the networks: 'default' lets the backend choose (TF32 for float32
 # on recent NVIDIA GPUs, one bf16 pass on TPUs), 'highest' is full float32 everywhere.
@@ -43,6 +45,15 @@ def is_vector_data(config) -> bool:
   return config.dataset in VECTOR_DATASETS
 
 
+def is_point_data(config) -> bool:
+  """3D point clouds ([N, 3] per example)."""
+  return config.dataset in POINT_DATASETS
+
+
+def is_image_data(config) -> bool:
+  return not (is_vector_data(config) or is_point_data(config))
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None) -> None:
   """Raises ConfigError for the first field that cannot work; `num_devices` = global devices."""
   for field, value in config.items():
@@ -55,7 +66,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
                    'sample_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
                    'num_grid_images', 'max_nonfinite_steps', 'num_eval_examples',
                    'num_eval_points', 'shuffle_buffer', 'fid_num_samples', 'fid_num_reference',
-                   'fid_batch_size', 'kid_subsets', 'likelihood_samples')
+                   'fid_batch_size', 'kid_subsets', 'likelihood_samples', 'num_points',
+                   'num_eval_clouds')
   for field in positive_ints:
     value = config[field]
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -86,8 +98,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     _fail('lr_decay_steps', decay, 'expected increasing positive step numbers, e.g. (10000, 15000)')
   if not (config.scale == -1 or config.scale > 0):
     _fail('scale', config.scale, 'expected -1 (automatic: 1/(C*H*W) or 0.5) or a positive number')
-  if config.recon_loss not in losses.RECON_LOSSES:
-    _fail('recon_loss', config.recon_loss, f'expected one of {losses.RECON_LOSSES}')
+  if is_point_data(config):
+    if config.recon_loss not in losses.POINT_LOSSES:
+      _fail('recon_loss', config.recon_loss, f'point clouds train with {losses.POINT_LOSSES}')
+    if config.variant != 'points':
+      _fail('variant', config.variant, "point clouds train with variant='points' (VARIANTS.md 3.3)")
+  else:
+    if config.recon_loss not in losses.RECON_LOSSES:
+      _fail('recon_loss', config.recon_loss, f'expected one of {losses.RECON_LOSSES}')
+    if config.variant == 'points':
+      _fail('variant', config.variant, "'points' is the point-cloud variant; "
+            f'dataset={config.dataset!r} is not point clouds')
+    if config.prior_std != 1.0:
+      _fail('prior_std', config.prior_std, 'only point clouds take another prior; ALGORITHM.md\'s '
+            'is N(0, I): use 1.0')
+  if not config.prior_std > 0:
+    _fail('prior_std', config.prior_std, 'expected a positive standard deviation')
   if config.recon_reduction not in losses.RECON_REDUCTIONS:
     _fail('recon_reduction', config.recon_reduction, f'expected one of {losses.RECON_REDUCTIONS}')
   if not 0 <= config.ema_decay < 1:
@@ -96,7 +122,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     kinds = augment.parse(config.augment)
   except ValueError as e:
     _fail('augment', config.augment, str(e) + " (e.g. 'translation,cutout'; '' = off)")
-  if kinds and is_vector_data(config):
+  if kinds and not is_image_data(config):
     _fail('augment', config.augment, 'augmentation is for images; leave it empty for '
           f'dataset={config.dataset!r}')
   if not 0 < config.augment_p <= 1:
@@ -120,7 +146,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
           f'of {num_devices}')
 
   weights = config.fid_inception_weights
-  if weights and is_vector_data(config):
+  if weights and not is_image_data(config):
     _fail('fid_inception_weights', weights, 'FID and KID are for image data; leave it empty for '
           f'dataset={config.dataset!r}')
   if weights and not os.path.isfile(weights):
@@ -131,6 +157,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     _fail('fid_every_steps', config.fid_every_steps, 'FID during training needs the Inception '
           'weights: also set --config.fid_inception_weights=PATH')
 
+  if is_point_data(config):
+    if not point_categories(config):
+      _fail('point_categories', config.point_categories, 'name the sub-folder(s) of data_dir to '
+            "train on, e.g. 'chair' or '03001627' (comma-separated for several)")
+    # (data_dir is checked when training starts, input_pipeline.check_data: sampling from a
+    # checkpoint needs no data.)
+    for field in ('train_split', 'eval_split'):
+      if config[field] not in ('train', 'valid', 'test') and not (field == 'eval_split'
+                                                                  and config[field] == ''):
+        _fail(field, config[field], "point clouds split into 'train', 'valid' and 'test' "
+              '(85/5/10% of each category\'s sorted files)')
+    return
   if is_vector_data(config):
     hidden = tuple(config.mlp_hidden)
     if not hidden or any(not isinstance(h, int) or h <= 0 for h in hidden):
@@ -185,6 +223,8 @@ def data_shape(config, vector_dim: Optional[int] = None) -> Tuple[int, ...]:
   """One example's shape: [H, W, C] for images, [D] for vectors (`vector_dim` for npy files)."""
   if config.dataset == 'npy':
     return (vector_dim,)
+  if is_point_data(config):
+    return (config.num_points, 3)
   if is_vector_data(config):
     return (2,)
   c = TFDS_CHANNELS.get(config.dataset, config.image_channels)
@@ -195,6 +235,9 @@ def create_model(config, shape: Tuple[int, ...]) -> SoftIntroVAE:
   """The image networks for [H, W, C] data, the MLPs for [D] data."""
   kw = dict(dtype=COMPUTE_DTYPES[config.compute_dtype],
             precision=MATMUL_PRECISIONS[config.matmul_precision])
+  if len(shape) == 2:
+    return SoftIntroVAE(point_clouds.PointEncoder(config.z_dim, **kw),
+                        point_clouds.PointDecoder(shape[0], **kw))
   if len(shape) == 1:
     hidden = tuple(config.mlp_hidden)
     return SoftIntroVAE(models.MLPEncoder(hidden, config.z_dim, **kw),
@@ -209,7 +252,11 @@ def loss_weights(config, shape: Tuple[int, ...]) -> LossWeights:
   scale = losses.default_scale(shape) if config.scale == -1 else config.scale
   return LossWeights(beta_rec=config.beta_rec, beta_kl=config.beta_kl, beta_neg=config.beta_neg,
                      gamma_r=config.gamma_r, scale=scale, recon_loss=config.recon_loss,
-                     recon_reduction=config.recon_reduction)
+                     recon_reduction=config.recon_reduction, prior_std=config.prior_std)
+
+
+def point_categories(config) -> Tuple[str, ...]:
+  return tuple(c.strip() for c in str(config.point_categories).split(',') if c.strip())
 
 
 def step_options(config) -> dict:

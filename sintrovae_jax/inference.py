@@ -20,9 +20,10 @@ def decode(model: SoftIntroVAE, state: TrainState, z: jax.Array, recon_loss: str
 
 
 def sample(model: SoftIntroVAE, state: TrainState, key: jax.Array, num: int,
-           recon_loss: str = 'mse') -> jax.Array:
-  """`num` generated examples: the decoder applied to prior noise."""
-  return decode(model, state, jax.random.normal(key, (num, model.z_dim)), recon_loss)
+           recon_loss: str = 'mse', prior_std: float = 1.0) -> jax.Array:
+  """`num` generated examples: the decoder applied to prior noise, N(0, prior_std^2 I)."""
+  z = jax.random.normal(key, (num, model.z_dim))
+  return decode(model, state, z if prior_std == 1.0 else prior_std * z, recon_loss)
 
 
 def reconstruct(model: SoftIntroVAE, state: TrainState, x: jax.Array, recon_loss: str = 'mse'):

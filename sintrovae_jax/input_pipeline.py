@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from sintrovae_jax import config_lib, toy_data
+from sintrovae_jax import config_lib, point_data, toy_data
 from sintrovae_jax.image_files import IMAGE_EXTENSIONS, check_image_files, list_image_folder
 
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow stays on the CPU; JAX owns accelerators.
@@ -66,13 +66,14 @@ def point_batches(config, start_step: int = 0,
                   points: Optional[np.ndarray] = None) -> Iterator[np.ndarray]:
   """This host's slice of global batch t, for t = start_step, start_step + 1, ...
 
-  Generated sets draw global batch t from `default_rng([seed, t])`; a point file is walked in
-  epoch-wise permutations drawn from `default_rng([seed, epoch])`. Either way the global batch is
-  independent of the number of hosts and devices.
+  Generated sets draw global batch t from `default_rng([seed, t])`; a point file (or the point
+  clouds, `points` [S, N, 3]) is walked in epoch-wise permutations drawn from
+  `default_rng([seed, epoch])`. Either way the global batch is independent of the number of hosts
+  and devices, and a resumed run continues the same stream.
   """
   per_host = per_host_batch_size(config)
   lo = jax.process_index() * per_host
-  if config.dataset != 'npy':
+  if config.dataset in toy_data.DATASETS:
     for t in range(start_step, 2**62):
       batch = toy_data.sample(config.dataset, config.batch_size,
                               np.random.default_rng([config.seed, t]))
@@ -368,14 +369,17 @@ def eval_images(config) -> np.ndarray:
 
 
 def check_data(config) -> None:
-  """Raises DataError now if the training data is missing (TFDS: the split must load)."""
-  if not config_lib.is_vector_data(config) and config.dataset != 'image_folder':
+  """Raises DataError now if the training data is missing (TFDS: the split must load; point
+  clouds: the split's files must be listed)."""
+  if config_lib.is_image_data(config) and config.dataset != 'image_folder':
     _tfds_split(config, config.train_split)
+  if config_lib.is_point_data(config):
+    point_data.split_files(config.data_dir, config_lib.point_categories(config), config.train_split)
 
 
 def train_iterator(config, start_step: int = 0,
                    points: Optional[np.ndarray] = None) -> Iterator[np.ndarray]:
   """Per-host NumPy batches from `start_step` on: float32 points, or uint8 images."""
-  if config_lib.is_vector_data(config):
+  if config_lib.is_vector_data(config) or config_lib.is_point_data(config):
     return point_batches(config, start_step, points)
   return image_batches(config, start_step)

@@ -100,7 +100,7 @@ def ood_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for an OOD request that cannot run, before anything loads or compiles."""
-  if config_lib.is_vector_data(config):
+  if not config_lib.is_image_data(config):
     raise config_lib.ConfigError('--mode=ood is for image runs; this run trained on '
                                  f'dataset={config.dataset!r}.')
   if not config.ood_dataset:

@@ -1,4 +1,5 @@
-"""Pictures people would rather look at than read: image grids, 2D scatters, densities, curves.
+"""Pictures people would rather look at than read: image grids, 2D scatters, densities, curves,
+point clouds.
 
 Everything returns uint8 RGB arrays [H, W, 3] (for TensorBoard) and can be written as PNG.
 """
@@ -43,6 +44,28 @@ def _figure_to_array(fig) -> np.ndarray:
   plt.close(fig)
   buf.seek(0)
   return np.asarray(Image.open(buf).convert('RGB'))
+
+
+def clouds_grid(clouds: np.ndarray, columns: int = 4, title: str = '',
+                size: float = 2.2) -> np.ndarray:
+  """[K, N, 3] point clouds as a grid of 3D scatters, on common axes ([-0.5, 0.5] unless the
+  clouds reach further), seen from one elevated angle; y is drawn upwards as ShapeNet's up axis."""
+  clouds = np.asarray(clouds, np.float32)
+  k = len(clouds)
+  columns = min(columns, k)
+  rows = -(-k // columns)
+  lim = max(0.5, float(np.abs(clouds).max()) if clouds.size else 0.5)
+  fig = plt.figure(figsize=(size * columns, size * rows))
+  for i, cloud in enumerate(clouds):
+    ax = fig.add_subplot(rows, columns, i + 1, projection='3d')
+    ax.scatter(cloud[:, 0], cloud[:, 2], cloud[:, 1], s=0.5, c=cloud[:, 1], cmap='viridis')
+    for set_lim in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
+      set_lim(-lim, lim)
+    ax.view_init(elev=20, azim=-60)
+    ax.set_axis_off()
+  if title:
+    fig.suptitle(title)
+  return _figure_to_array(fig)
 
 
 def scatter_2d(real: np.ndarray, fake: np.ndarray, grid_range: float, title: str = '') -> np.ndarray:

@@ -21,7 +21,8 @@ import orbax.checkpoint as ocp
 from clu import metric_writers, periodic_actions
 
 from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, inception, inference,
-                           input_pipeline, parallel, plotting, toy_data, workdir as workdir_lib)
+                           input_pipeline, parallel, plotting, point_clouds, point_data, toy_data,
+                           workdir as workdir_lib)
 from sintrovae_jax.train_state import (TrainState, create_train_state, ema_view,
                                        learning_rate_schedule, make_optimizer)
 from sintrovae_jax.train_step import make_train_step
@@ -36,7 +37,7 @@ class TrainingDiverged(RuntimeError):
 # Errors a user can cause and fix: main.py prints their message alone, without a traceback.
 USER_ERRORS = (config_lib.ConfigError, input_pipeline.DataError, TrainingDiverged,
                workdir_lib.CheckpointError, workdir_lib.WorkdirLocked, fid.FidError,
-               inception.WeightsError)
+               inception.WeightsError, point_data.PointDataError, point_clouds.StateDictError)
 
 
 @dataclasses.dataclass
@@ -46,16 +47,21 @@ class Experiment:
   shape: Tuple[int, ...]
   model: SoftIntroVAE
   state: TrainState
-  points: Optional[np.ndarray]  # the .npy file's points, for dataset='npy'
+  points: Optional[np.ndarray]  # the .npy file's points, or the training clouds [S, N, 3]
 
   @property
   def is_vector(self) -> bool:
     return len(self.shape) == 1
 
+  @property
+  def is_clouds(self) -> bool:
+    return len(self.shape) == 2
+
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
   """Validates `config` and builds everything but the data stream. Raises before compiling."""
   config_lib.validate(config, num_devices=jax.device_count())
+  # (Point clouds are read when training starts: sampling from a checkpoint needs none.)
   points = input_pipeline.load_points(config.data_file) if config.dataset == 'npy' else None
   shape = config_lib.data_shape(config, None if points is None else points.shape[1])
   model = config_lib.create_model(config, shape)
@@ -177,7 +183,14 @@ def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarr
   state = ema_view(state)
   key = jax.random.PRNGKey(config.eval_seed)
   pictures = {}
-  if exp.is_vector:
+  if exp.is_clouds:
+    n = min(8, len(real))
+    rec = inference.reconstruct(model, state, real[:n])
+    fake = inference.sample(model, state, key, n, prior_std=config.prior_std)
+    pictures['real_rec_sample'] = plotting.stack_panels(
+        [plotting.clouds_grid(c, columns=2, title=t) for c, t in
+         ((real[:n], 'real'), (np.asarray(rec), 'reconstruction'), (np.asarray(fake), 'sample'))])
+  elif exp.is_vector:
     if exp.shape[0] != 2:
       return
     r = _grid_range(exp)
@@ -243,6 +256,11 @@ def measure_fid(evaluator: fid_eval.FidEvaluator, r_state: TrainState) -> Dict[s
 
 def _evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
   config = exp.config
+  if exp.is_clouds:
+    reference = point_data.load_split(config.data_dir, config_lib.point_categories(config),
+                                      config.eval_split or config.train_split, config.num_points)
+    return evaluation.evaluate_clouds(exp.model, state, reference[:config.num_eval_clouds],
+                                      jax.random.PRNGKey(config.eval_seed), config.prior_std)
   if exp.is_vector:
     return evaluation.evaluate_points(
         exp.model, state, _points_eval(exp, config.num_eval_points, config.eval_seed),
@@ -259,8 +277,8 @@ def fid_cache_dir(config, workdir: str) -> str:
 def create_fid_evaluator(exp: Experiment, workdir: str) -> Optional[fid_eval.FidEvaluator]:
   """The FID/KID evaluator when the config names Inception weights (images only), else None."""
   config = exp.config
-  if exp.is_vector or not config.fid_inception_weights:
-    if not exp.is_vector:
+  if exp.is_vector or exp.is_clouds or not config.fid_inception_weights:
+    if not (exp.is_vector or exp.is_clouds):
       logging.info('FID and KID are off: set --config.fid_inception_weights=PATH to measure them '
                    '(README, "FID and KID").')
     return None
@@ -425,6 +443,9 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption', report: Star
     writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
                           for k, v in config.items()})
   weights = config_lib.loss_weights(config, exp.shape)
+  if exp.is_clouds:
+    exp.points = point_data.load_split(config.data_dir, config_lib.point_categories(config),
+                                       config.train_split, config.num_points)
   host_batches = input_pipeline.train_iterator(config, start, exp.points)
   first = next(host_batches)
   report.mark('first_batch')
@@ -578,7 +599,7 @@ def latest_checkpoint_state(exp: Experiment, workdir: str, purpose: str) -> Trai
 def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """FID, KID and reconstruction FID of the latest checkpoint, also written to fid_results.json."""
   exp = build(config)
-  if exp.is_vector or not config.fid_inception_weights:
+  if exp.is_vector or exp.is_clouds or not config.fid_inception_weights:
     raise config_lib.ConfigError('--mode=fid needs an image run and the Inception weights: pass '
                                  '--inception_weights=PATH (README, "FID and KID").')
   state = latest_checkpoint_state(exp, workdir, 'evaluate')
@@ -599,9 +620,16 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
   folder = os.path.join(workdir, 'samples')
   os.makedirs(folder, exist_ok=True)
   key_samples, key_ends = jax.random.split(jax.random.PRNGKey(config.eval_seed))
-  fake = np.asarray(inference.sample(exp.model, state, key_samples, num, config.recon_loss))
+  fake = np.asarray(inference.sample(exp.model, state, key_samples, num, config.recon_loss,
+                                     config.prior_std))
   step = int(state.step)
   paths = []
+  if exp.is_clouds:
+    paths.append(os.path.join(folder, f'samples_{step:08d}.npy'))
+    np.save(paths[-1], fake)
+    paths.append(os.path.join(folder, f'samples_{step:08d}.png'))
+    plotting.save_png(plotting.clouds_grid(fake[:16]), paths[-1])
+    return paths
   if exp.is_vector:
     np.save(os.path.join(folder, f'samples_{step:08d}.npy'), fake)
     paths.append(os.path.join(folder, f'samples_{step:08d}.npy'))

@@ -3,7 +3,8 @@ one device with the same global batch and seed, and print the largest difference
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_check.py KIND
 
-KIND: '2d', 'image', or 'image_options' (the image networks with every training option on: weight
+KIND: '2d', 'image', 'points' (the 3D variant: point networks with BatchNorm, Chamfer, a
+N(0, 0.2^2) prior, its redrawn latents), or 'image_options' (the image networks with every training option on: weight
 EMA, translation and cutout, the bootstrap variant with a target refreshed every 3 steps; no
 warm-up steps, which leaves one program to compile per path instead of a two-branch one, and 4
 steps instead of 10).
@@ -24,6 +25,18 @@ OPTIONS = dict(ema_decay=0.9, augment=('translation', 'cutout'), augment_p=0.5,
 
 
 def setup(kind):
+  if kind == 'points':
+    from sintrovae_jax import point_clouds  # pylint: disable=g-import-not-at-top
+    model = sv.SoftIntroVAE(point_clouds.PointEncoder(4, widths=(8, 16), hidden=8),
+                            point_clouds.PointDecoder(32, widths=(8, 16)))
+    shape = (32, 3)
+    weights = sv.LossWeights(1.0, 1.0, 2.0, gamma_r=1.0, scale=sv.default_scale(shape),
+                             recon_loss='chamfer', prior_std=0.2)
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(-0.5, 0.5, (8,) + shape).astype(np.float32) for _ in range(6)]
+    tx = sv.make_optimizer(sv.learning_rate_schedule(1e-3))
+    state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
+    return model, weights, 0, state, batches, dict(variant='points')
   if kind in ('image', 'image_options'):
     model = sv.SoftIntroVAE(sv.ImageEncoder((8, 16), 4), sv.ImageDecoder((8, 16), 16, 3))
     shape, batch = (16, 16, 3), 8
@@ -77,9 +90,9 @@ def main(kind):
   for b in batches:
     ss, ms = smap(ss, parallel.shard_on_mesh(b, mesh))
 
-  images = kind != '2d'
+  images = kind != '2d'  # networks with BatchNorm
   extra = {}
-  if options:  # the EMA and the target decoder, and that they moved
+  if kind == 'image_options':  # the EMA and the target decoder, and that they moved
     extra = {'options_pmap': max_diff((s1.ema, s1.target), (sp.ema, sp.target)),
              'options_shard_map': max_diff((s1.ema, s1.target), (ss.ema, ss.target)),
              'ema_moved': max_diff(initial.ema, s1.ema),

@@ -17,7 +17,7 @@ from sintrovae_jax import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize('kind', ['2d', 'image', 'image_options'])
+@pytest.mark.parametrize('kind', ['2d', 'image', 'image_options', 'points'])
 def test_four_devices_equal_one_device(kind):
   out = subprocess.run([sys.executable, 'tests/multidevice_check.py', kind], cwd=ROOT,
                        env=cpu_devices_env(4), text=True, capture_output=True, timeout=300)

@@ -2,6 +2,7 @@
 and the generation metrics, against brute-force NumPy and constructed sets with known answers."""
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -220,16 +221,17 @@ def test_points_step_takes_the_gradients_variants_md_describes():
 
   flat = lambda t: np.concatenate([np.ravel(a) for a in jax.tree.leaves(t)])
   enc0, dec0 = state.encoder_params, state.decoder_params
-  g_enc = jax.grad(loss_e)(enc0, dec0)
+  g_enc = jax.jit(jax.grad(loss_e))(enc0, dec0)
   np.testing.assert_allclose(flat(new.encoder_params), flat(enc0) - flat(g_enc), atol=2e-6)
   mu0, lv0 = E(enc0, x)
   z_redrawn = rep(mu0, lv0, eps_z)
-  g_dec = jax.grad(loss_d)(dec0, new.encoder_params, z_redrawn)
+  grad_d = jax.jit(jax.grad(loss_d))
+  g_dec = grad_d(dec0, new.encoder_params, z_redrawn)
   np.testing.assert_allclose(flat(new.decoder_params), flat(dec0) - flat(g_dec), atol=2e-6)
   # The comparisons can fail: with the image variant's unstopped target, or the E-step's own z.
-  g_enc_unstopped = jax.grad(lambda e, dd: loss_e(e, dd, stop_target=False))(enc0, dec0)
+  g_enc_unstopped = jax.jit(jax.grad(lambda e, dd: loss_e(e, dd, stop_target=False)))(enc0, dec0)
   assert np.abs(flat(g_enc_unstopped) - flat(g_enc)).max() > 1e-7
-  g_dec_same_z = jax.grad(loss_d)(dec0, new.encoder_params, rep(mu0, lv0, d.eps_real))
+  g_dec_same_z = grad_d(dec0, new.encoder_params, rep(mu0, lv0, d.eps_real))
   assert np.abs(flat(g_dec_same_z) - flat(g_dec)).max() > 1e-7
 
 
@@ -302,3 +304,78 @@ def test_reference_state_dict_imports_and_reproduces_its_forward_pass(tmp_path):
     point_clouds.from_torch_state_dict(sd)
   with pytest.raises(point_clouds.StateDictError, match='do not|does not'):
     point_clouds.from_torch_state_dict(dict(_reference_state_dict(rng), extra=np.zeros(3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and the training program on synthetic shapes.
+
+
+def test_folders_split_by_sorted_name_and_every_format_reads_back(tmp_path):
+  import synthetic_shapes  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax import point_data  # pylint: disable=g-import-not-at-top
+  root = synthetic_shapes.write_folder(str(tmp_path), per_category=20, n=16)
+  rng = np.random.default_rng(0)
+  cloud = synthetic_shapes.shape('torus', 16, rng)
+  for name, binary in (('a.ply', False), ('b.ply', True)):
+    synthetic_shapes.write_ply(str(tmp_path / name), cloud, binary)
+    np.testing.assert_allclose(point_data.read_cloud(str(tmp_path / name), 16), cloud, atol=1e-6)
+  splits = {s: point_data.split_files(root, ['sphere', 'cube'], s) for s in point_data.SPLITS}
+  assert [len(v) for v in splits.values()] == [34, 2, 4]  # 17/1/2 of each category's 20
+  assert splits['train'][:17] == sorted(splits['train'][:17])
+  assert not set(splits['train']) & set(splits['test'])
+  with pytest.raises(point_data.PointDataError, match='expected \\(32, 3\\)'):
+    point_data.load_split(root, ['sphere'], 'test', 32)
+  with pytest.raises(point_data.PointDataError, match="category 'chair'.*'03001627'"):
+    point_data.split_files(root, ['chair'], 'train')
+
+
+def test_shapes_run_trains_and_beats_the_untrained_model_on_every_metric(tmp_path):
+  import synthetic_shapes  # pylint: disable=g-import-not-at-top
+  from configs import shapenet_points  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax import train  # pylint: disable=g-import-not-at-top
+  root = synthetic_shapes.write_folder(str(tmp_path / 'shapes'), per_category=40, n=64)
+  config = shapenet_points.get_config('sphere,torus,cube')
+  config.update(dict(data_dir=root, num_points=64, z_dim=16, batch_size=16, beta_neg=32.0,
+                     num_train_steps=250, lr_decay_steps=(), log_every_steps=125,
+                     sample_every_steps=250, checkpoint_every_steps=250, num_eval_clouds=12))
+  exp = train.build(config)
+  untrained = train.evaluate(exp, exp.state)
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['num_clouds'] == 12  # 4 test clouds of each category
+  assert results['rec_chamfer'] < 0.5 * untrained['rec_chamfer'], (untrained, results)
+  assert results['jsd'] < untrained['jsd'] and results['mmd_cd'] < untrained['mmd_cd']
+  assert results['cov_cd'] > untrained['cov_cd'] and results['1nna_cd'] < untrained['1nna_cd']
+  assert os.path.getsize(tmp_path / 'run' / 'pictures' / 'real_rec_sample_00000250.png') > 10_000
+  paths = train.sample_from_checkpoint(config, str(tmp_path / 'run'), num=4)
+  assert np.load(paths[0]).shape == (4, 64, 3) and paths[1].endswith('.png')
+
+
+def test_imported_release_samples_through_main(tmp_path):
+  """scripts/import_points_checkpoint.py on a state dict with the release's layout, then
+  `main.py --mode=sample` on the workdir it writes: the imported decoder's clouds come out."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import torch_files  # pylint: disable=g-import-not-at-top
+  from scripts import import_points_checkpoint  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax import inference, train  # pylint: disable=g-import-not-at-top
+  sd = _reference_state_dict(np.random.default_rng(8))
+  path = str(tmp_path / 'table_01592_jsd_0.0143.pth')
+  torch_files.save_zip(torch_files.state_dict(sd), path)
+  workdir = str(tmp_path / 'table')
+  assert import_points_checkpoint.main([path, '--category=table', f'--workdir={workdir}']) == 0
+  config = train.load_config(workdir)
+  state = train.latest_checkpoint_state(train.build(config), workdir, 'sample from')
+  z = np.random.default_rng(9).normal(size=(2, 128)).astype(np.float32)
+  np.testing.assert_allclose(
+      np.transpose(np.asarray(inference.decode(train.build(config).model, state, z)), (0, 2, 1)),
+      _torch_forward(sd, np.zeros((2, 2048, 3), np.float32), z)[2], rtol=1e-3, atol=1e-3)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, 'main.py', '--mode=sample', f'--workdir={workdir}',
+                        '--num_samples=4'], cwd=root, text=True, capture_output=True,
+                       timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert np.load(os.path.join(workdir, 'samples', 'samples_00000000.npy')).shape == (4, 2048, 3)
+  # Not a state dict of this model: one line, exit 1.
+  bad = str(tmp_path / 'bad.pth')
+  torch_files.save_zip(torch_files.state_dict({'fc.weight': np.zeros((2, 2), np.float32)}), bad)
+  assert import_points_checkpoint.main([bad, '--category=table', f'--workdir={workdir}2']) == 1
