@@ -2,8 +2,9 @@
 
 A small model trains on 4,000 real MNIST digits (a grey image folder, 28 px) and must tell
 scikit-image's 200 real face crops from the digits. Measured while building this test (300 steps,
-seed 0, K = 16, 500 digits vs 200 faces): AUROC 0.82 (-log p(x)), 0.88 (negative ELBO), 0.89 (KL),
-0.88 (reconstruction error). The bar below, 0.75 for the best score, leaves that margin for other
+seed 0, 500 digits vs 200 faces): with K = 16 importance samples AUROC 0.82 (-log p(x)), 0.88
+(negative ELBO), 0.89 (KL), 0.88 (reconstruction error); with K = 8 (used here: half the scoring
+time) 0.83, 0.89, 0.91, 0.88. The bar below, 0.75 for the best score, leaves that margin for other
 machines' float rounding; chance is 0.5.
 """
 
@@ -30,7 +31,7 @@ def test_digits_model_flags_faces_and_learns(tmp_path):
                      z_dim=8, batch_size=32, num_train_steps=STEPS, num_vae_steps=0,
                      log_every_steps=100, sample_every_steps=10**6, checkpoint_every_steps=10**6,
                      num_eval_examples=500, shuffle_buffer=1000, beta_kl=1.0, beta_rec=1.0,
-                     beta_neg=256.0, num_grid_images=8, likelihood_samples=16,
+                     beta_neg=256.0, num_grid_images=8, likelihood_samples=8,
                      fid_batch_size=100))
   workdir = str(tmp_path / 'run')
   exp = train.build(config)
