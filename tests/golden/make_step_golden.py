@@ -13,6 +13,7 @@ elsewhere the test compares to float32 rounding). tests/test_options.py reruns t
 (`scenarios` below, imported from here) with today's code and compares.
 """
 
+import hashlib
 import os
 import sys
 
@@ -63,13 +64,19 @@ def run(model, weights, shape, batch, **step_options):
 
 
 def cpu_model() -> str:
-  """This machine's processor, as /proc/cpuinfo names it (XLA's CPU code depends on it too)."""
+  """This processor as XLA's CPU code generation sees it: /proc/cpuinfo's model name, family and
+  model numbers, and a digest of its feature flags (AVX-512 or not changes the code)."""
+  fields = {}
   try:
     with open('/proc/cpuinfo') as f:
-      return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
-                  'unknown')
+      for line in f:
+        key, _, value = line.partition(':')
+        fields.setdefault(key.strip(), value.strip())
   except OSError:
     return 'unknown'
+  flags = hashlib.sha1(' '.join(sorted(fields.get('flags', '').split())).encode()).hexdigest()
+  return (f"{fields.get('model name', '?')} | family {fields.get('cpu family', '?')} model "
+          f"{fields.get('model', '?')} | flags {flags[:12]}")
 
 
 def golden_key(name: str, path: str) -> str:
