@@ -72,13 +72,14 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   return Experiment(config, shape, model, state, points)
 
 
-def evaluated_states(state: TrainState) -> Dict[str, TrainState]:
-  """What the evaluation reports, by key prefix: the trained networks (''), and their weight EMA
-  ('ema/') when the run keeps one. Sampling and pictures use the EMA alone (`ema_view`)."""
-  views = {'': state}
+def on_each_network(fn, state: TrainState) -> Dict[str, Any]:
+  """`fn(state)`'s results for the trained networks, and with a weight EMA also `fn` of the EMA
+  networks under keys 'ema/...': what the evaluation reports. (Sampling and pictures use the EMA
+  alone, `ema_view`.)"""
+  results = dict(fn(state))
   if state.ema is not None:
-    views['ema/'] = ema_view(state)
-  return views
+    results.update({'ema/' + k: v for k, v in fn(ema_view(state)).items()})
+  return results
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,18 +241,12 @@ def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
 def evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
   """Final metrics, seeded by config.eval_seed: equal parameters give equal numbers. With a weight
   EMA, also the EMA networks' (keys 'ema/...')."""
-  results = {}
-  for prefix, view in evaluated_states(state).items():
-    results.update({prefix + k: v for k, v in _evaluate(exp, view).items()})
-  return results
+  return on_each_network(lambda view: _evaluate(exp, view), state)
 
 
 def measure_fid(evaluator: fid_eval.FidEvaluator, r_state: TrainState) -> Dict[str, Any]:
   """FID/KID of the (replicated) state's networks and, with a weight EMA, the EMA's ('ema/')."""
-  results = {}
-  for prefix, view in evaluated_states(r_state).items():
-    results.update({prefix + k: v for k, v in evaluator(view).items()})
-  return results
+  return on_each_network(evaluator, r_state)
 
 
 def _evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
