@@ -64,6 +64,27 @@ def get_config() -> ml_collections.ConfigDict:
   c.variant = 'standard'
   c.bootstrap_refresh_steps = 1_563  # bootstrap: copy D into the target after every N steps
 
+  # The style-based variant (variant='style'; configs/ffhq256.py, README "Style-based
+  # Soft-IntroVAE", VARIANTS.md section 1): ALAE networks grown from 4 px to image_size, one
+  # resolution ("lod") after another. z_dim is the latent size; `scale` is used as given.
+  c.style_start_channels = 64   # channels at image_size; doubled per halving ...
+  c.style_max_channels = 512    # ... up to this many
+  c.style_mapping_layers = 8    # mapping_fl's dense layers (mapping_tl has 3)
+  c.style_fused_from = 128      # fused stride-2 convolutions at and above this resolution
+  # Per lod (4, 8, ..., image_size px; one entry each): images trained at that resolution (its
+  # fade-in included), the global batch, the learning rate and beta_neg.
+  c.style_lod_images = ()
+  c.style_lod_batch = ()
+  c.style_lod_learning_rate = ()
+  c.style_lod_beta_neg = ()
+  c.style_fade_images = 0       # images of each new resolution's fade-in
+  c.style_vae_images = 0        # vanilla-VAE warm-up at 4 px (the reference: one epoch)
+  c.style_mixing_prob = 0.9     # style mixing of the prior samples, per batch
+  c.style_ema_half_life_images = 10_000.0  # sampling model: EMA with this half-life
+  c.style_dlatent_avg_beta = 0.995  # running average of w (for truncation at sampling)
+  c.style_truncation_psi = 0.7  # --mode=sample's truncated grid; 1 = off
+  c.style_truncation_cutoff = 8  # style slots < cutoff are truncated
+
   # Logging, pictures, checkpoints, evaluation.
   c.log_every_steps = 100
   c.sample_every_steps = 5_000

@@ -25,6 +25,7 @@ TFDS_SIZES = {'mnist': 28, 'fashion_mnist': 28, 'cifar10': 32, 'svhn_cropped': 3
 VECTOR_DATASETS = toy_data.DATASETS + ('npy',)
 POINT_DATASETS = ('point_folder',)
 DATASETS = tuple(TFDS_CHANNELS) + ('image_folder',) + VECTOR_DATASETS + POINT_DATASETS
+VARIANTS = train_step.VARIANTS + ('style',)  # 'style': style_train.py, its own loop
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Matmul/convolution precision of the networks: 'default' lets the backend choose (TF32 for float32
 # on recent NVIDIA GPUs, one bf16 pass on TPUs), 'highest' is full float32 everywhere.
@@ -127,8 +128,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
           f'dataset={config.dataset!r}')
   if not 0 < config.augment_p <= 1:
     _fail('augment_p', config.augment_p, 'expected a probability in (0, 1]')
-  if config.variant not in train_step.VARIANTS:
-    _fail('variant', config.variant, f'expected one of {train_step.VARIANTS}')
+  if config.variant not in VARIANTS:
+    _fail('variant', config.variant, f'expected one of {VARIANTS}')
+  if config.variant == 'style' and not is_image_data(config):
+    _fail('variant', config.variant, 'the style variant trains on images (an image folder or a '
+          f'TFDS image set), not dataset={config.dataset!r}')
   if (not isinstance(config.bootstrap_refresh_steps, int)
       or isinstance(config.bootstrap_refresh_steps, bool) or config.bootstrap_refresh_steps <= 0):
     _fail('bootstrap_refresh_steps', config.bootstrap_refresh_steps,
@@ -185,7 +189,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if not isinstance(config.image_size, int) or config.image_size <= 0:
     _fail('image_size', config.image_size, 'expected a positive integer')
   factor = 2 ** len(channels)
-  if config.image_size % factor:
+  if config.image_size % factor and config.variant != 'style':  # (its networks: style_*)
     _fail('image_size', config.image_size,
           f'with channels={channels} the image is halved {len(channels)} times, so it must be '
           f'a multiple of {factor} (or use fewer channel entries)')
@@ -203,6 +207,62 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
       _fail('data_dir', config.data_dir, 'the folder holds no image files '
             f'{image_files.IMAGE_EXTENSIONS} '
             '(searched recursively)')
+  if config.variant == 'style':
+    _validate_style(config, num_devices)
+
+
+def _validate_style(config, num_devices: Optional[int]) -> None:
+  """The style variant's fields (VARIANTS.md 1): a power-of-two size, one entry per lod."""
+  size = config.image_size
+  if size < 8 or size & (size - 1):
+    _fail('image_size', size, "the style variant grows from 4 px by doubling: use a power of two "
+          '>= 8 (e.g. 256)')
+  lods = int(math.log2(size)) - 1
+  for field in ('style_lod_images', 'style_lod_batch', 'style_lod_learning_rate',
+                'style_lod_beta_neg'):
+    values = tuple(config[field])
+    if len(values) != lods:
+      _fail(field, values, f'expected {lods} entries, one per resolution 4 .. {size} px')
+    if any(not v > 0 for v in values) and field != 'style_lod_beta_neg':
+      _fail(field, values, 'expected positive numbers')
+    if field == 'style_lod_beta_neg' and any(not v >= 0 for v in values):
+      _fail(field, values, 'expected numbers >= 0')
+  for b in config.style_lod_batch:
+    if not isinstance(b, int) or isinstance(b, bool):
+      _fail('style_lod_batch', tuple(config.style_lod_batch), 'expected integer global batches')
+    if num_devices and b % num_devices:
+      _fail('style_lod_batch', tuple(config.style_lod_batch),
+            f'every global batch must divide evenly over the {num_devices} devices')
+  for field, upper in (('style_vae_images', config.style_lod_images[0]),
+                       ('style_fade_images', min(config.style_lod_images[1:]))):
+    value = config[field]
+    if not isinstance(value, int) or not 0 <= value <= upper:
+      _fail(field, value, f'expected an integer from 0 to {upper} (a resolution\'s images)')
+  for field in ('style_start_channels', 'style_max_channels', 'style_mapping_layers',
+                'style_fused_from', 'style_truncation_cutoff'):
+    if not isinstance(config[field], int) or config[field] <= 0:
+      _fail(field, config[field], 'expected a positive integer')
+  if not 0 <= config.style_mixing_prob <= 1:
+    _fail('style_mixing_prob', config.style_mixing_prob, 'expected a probability in [0, 1]')
+  if not 0 <= config.style_dlatent_avg_beta < 1:
+    _fail('style_dlatent_avg_beta', config.style_dlatent_avg_beta, 'expected a beta in [0, 1)')
+  if not config.style_ema_half_life_images > 0:
+    _fail('style_ema_half_life_images', config.style_ema_half_life_images,
+          'expected a positive number of images')
+  if not 0 < config.style_truncation_psi <= 1:
+    _fail('style_truncation_psi', config.style_truncation_psi, 'expected psi in (0, 1] (1 = off)')
+  if config.scale == -1:
+    _fail('scale', config.scale, 'the style variant takes one constant s for every resolution '
+          '(the reference: 5e-6 at 256 px); give it')
+  if config.recon_loss != 'mse':
+    _fail('recon_loss', config.recon_loss, "the style variant trains with 'mse'")
+  # Options of the other step that the style step does not take: say so rather than ignore them.
+  for field, off in (('ema_decay', 0.0), ('augment', ''), ('num_vae_steps', 0),
+                     ('compute_dtype', 'float32'), ('remat', False)):
+    if config[field] != off:
+      _fail(field, config[field], f'the style variant does not use it (it keeps its own EMA, '
+            f'style_ema_half_life_images, and its warm-up, style_vae_images, in float32); '
+            f'leave it at {off!r}')
 
 
 def validate_ood(config) -> None:

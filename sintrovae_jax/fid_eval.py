@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Callable, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import jax
 import ml_collections
@@ -50,7 +50,11 @@ class FidEvaluator:
   """Generated, reconstructed and real Inception features of a run, and their FID and KID."""
 
   def __init__(self, config: ml_collections.ConfigDict, model: SoftIntroVAE,
-               reference_batches: Batches, heldout_batches: Batches, cache_dir: str):
+               reference_batches: Batches, heldout_batches: Batches, cache_dir: str,
+               generate: Optional[Callable] = None, reconstruct: Optional[Callable] = None):
+    """`generate(state, indices)` and `reconstruct(state, images)` (8-bit-quantised images in
+    [0, 1]) replace the defaults, `model`'s decoder and reconstruction, for other models (the
+    style variant's)."""
     self.config, self.model = config, model
     self.reference_batches, self.heldout_batches = reference_batches, heldout_batches
     self.cache_dir = cache_dir
@@ -61,12 +65,15 @@ class FidEvaluator:
     recon_loss, z_dim = config.recon_loss, model.z_dim
     key = jax.random.fold_in(jax.random.PRNGKey(config.eval_seed), 0xF1D)
 
-    def generate(state, indices):  # sample i's noise depends on (eval_seed, i) alone
+    def default_generate(state, indices):  # sample i's noise depends on (eval_seed, i) alone
       z = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (z_dim,)))(indices)
       return fid.quantize_8bit(inference.decode(model, state, z, recon_loss))
 
-    def reconstruct(state, images):
+    def default_reconstruct(state, images):
       return fid.quantize_8bit(inference.reconstruct(model, state, images, recon_loss))
+
+    generate = generate or default_generate
+    reconstruct = reconstruct or default_reconstruct
 
     self.extractor = fid.FeatureExtractor(variables, self.batch_per_host)
     self.generate, self.reconstruct = jax.pmap(generate), jax.pmap(reconstruct)

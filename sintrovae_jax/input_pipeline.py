@@ -6,6 +6,7 @@ so a resumed run sees exactly the batches an uninterrupted one would have. Nothi
 JAX arrays; TensorFlow is told to keep off the accelerators.
 """
 
+import copy
 import logging
 import threading
 from typing import Iterator, Optional
@@ -21,6 +22,7 @@ from sintrovae_jax.image_files import IMAGE_EXTENSIONS, check_image_files, list_
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow stays on the CPU; JAX owns accelerators.
 
 _EPOCH_SEED_STRIDE = 1_000_003
+_PHASE_SEED_STRIDE = 7_919  # the style variant's phases shuffle with seeds of their own
 
 
 class DataError(RuntimeError):
@@ -126,11 +128,12 @@ def _tfds_split(config, split: str, shuffle_files: bool = False):
   return ds, num
 
 
-def _decode(image, size: int, channels: int, as_uint8: bool = False):
+def _decode(image, size: int, channels: int, as_uint8: bool = False, resize: str = 'bilinear'):
   """A uint8 [H, W, channels] image -> [size, size, channels]: float32 in [0, 1], or uint8.
 
-  Images of another size are resized (shorter side to `size`, antialiased) and centre-cropped;
-  as uint8 they are then rounded to 8 bits, as a stored image would be.
+  Images of another size are resized (shorter side to `size`; `resize` 'bilinear', antialiased,
+  or 'area', which for power-of-two factors is the 2x2 averaging of the style variant's reference
+  data) and centre-cropped; as uint8 they are then rounded to 8 bits, as a stored image would be.
   """
   image = tf.ensure_shape(image, [None, None, channels])
   shape = tf.shape(image)
@@ -140,7 +143,10 @@ def _decode(image, size: int, channels: int, as_uint8: bool = False):
     scale = tf.cast(size, tf.float32) / tf.cast(tf.minimum(h, w), tf.float32)
     new_h = tf.maximum(size, tf.cast(tf.round(tf.cast(h, tf.float32) * scale), tf.int32))
     new_w = tf.maximum(size, tf.cast(tf.round(tf.cast(w, tf.float32) * scale), tf.int32))
-    image = tf.image.resize(image, [new_h, new_w], antialias=True)
+    if resize == 'area':
+      image = tf.image.resize(image, [new_h, new_w], method='area')
+    else:
+      image = tf.image.resize(image, [new_h, new_w], antialias=True)
     image = tf.image.crop_to_bounding_box(image, (new_h - size) // 2, (new_w - size) // 2, size,
                                           size)
     image = tf.clip_by_value(image, 0.0, 255.0)
@@ -294,7 +300,7 @@ class _NumpyBatches:
       raise
 
 
-def image_batches(config, start_step: int = 0) -> '_NumpyBatches':
+def image_batches(config, start_step: int = 0, resize: str = 'bilinear') -> '_NumpyBatches':
   """Shuffled, repeated, batched, prefetched per-host uint8 batches, resumable at `start_step`.
 
   uint8, a quarter of float32's bytes on the way to the devices; the training program scales them
@@ -319,7 +325,7 @@ def image_batches(config, start_step: int = 0) -> '_NumpyBatches':
 
   def preprocess(index, raw):
     image, status = decode(raw)
-    image = _decode(image, size, channels, as_uint8=True)
+    image = _decode(image, size, channels, as_uint8=True, resize=resize)
     if config.random_flip:
       coin = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(config.seed, tf.int64),
                                                             index]))
@@ -331,6 +337,18 @@ def image_batches(config, start_step: int = 0) -> '_NumpyBatches':
   ds = _usable(ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE))
   ds = ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
   return _NumpyBatches(ds, failures)
+
+
+def progressive_batches(config, resolution: int, batch: int, stream: int,
+                        start_step: int = 0) -> '_NumpyBatches':
+  """The style variant's training batches for one progressive phase: `image_batches` at
+  `resolution` (area-averaged from the stored images: one copy of the data serves every
+  resolution) and global batch `batch`, shuffled with a seed of their own per `stream` (the
+  phase), resumable at `start_step` steps into the phase."""
+  phase_config = copy.deepcopy(config)
+  phase_config.image_size, phase_config.batch_size = resolution, batch
+  phase_config.seed = config.seed + _PHASE_SEED_STRIDE * stream
+  return image_batches(phase_config, start_step, resize='area')
 
 
 def image_pass(config, split: str, limit: int, batch_per_host: int,

@@ -100,6 +100,10 @@ def ood_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for an OOD request that cannot run, before anything loads or compiles."""
+  if config.get('variant') == 'style':
+    raise config_lib.ConfigError('--mode=ood is for the networks of ALGORITHM.md; the style '
+                                 'variant has no likelihood estimate here (its decoder draws '
+                                 'noise inputs that the estimate would have to integrate out).')
   if not config_lib.is_image_data(config):
     raise config_lib.ConfigError('--mode=ood is for image runs; this run trained on '
                                  f'dataset={config.dataset!r}.')

@@ -227,7 +227,7 @@ def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
   if history:
     image = plotting.curves([h['step'] for h in history],
                             {k: [h[k] for h in history]
-                             for k in ('loss_rec', 'rec_error_deterministic')},
+                             for k in ('loss_rec', 'rec_error_deterministic') if k in history[-1]},
                             'reconstruction error', log_y=True)
     plotting.save_png(image, os.path.join(folder, 'reconstruction_curves.png'))
   if fids:
@@ -291,7 +291,7 @@ def create_fid_evaluator(exp: Experiment, workdir: str) -> Optional[fid_eval.Fid
 # The loop.
 
 
-class _Preemption:
+class Preemption:
   """SIGTERM (a preempted VM) or Ctrl-C sets a flag; the loop saves and exits at the next step.
 
   A second Ctrl-C exits at once, without saving.
@@ -309,7 +309,7 @@ class _Preemption:
     name = signal.Signals(signum).name
     if self.requested and signum == signal.SIGINT:
       logging.warning('Second Ctrl-C: exiting now without saving.')
-      os._exit(130)  # pylint: disable=protected-access
+      os._exit(130)
     logging.warning('%s received: saving a checkpoint and stopping (Ctrl-C again to exit at '
                     'once).', name)
     self.requested = True
@@ -400,20 +400,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
   run; a checkpoint is written before pictures and evaluation, which cannot lose it. Start-up
   times go to WORKDIR/startup.json.
   """
+  if config.get('variant') == 'style':  # progressive phases: a loop of its own
+    from sintrovae_jax import style_train  # pylint: disable=g-import-not-at-top
+    return style_train.train_and_evaluate(config, workdir)
+  return run_program(config, workdir, build, _train)
+
+
+def run_program(config: ml_collections.ConfigDict, workdir: str, build_fn, train_fn):
+  """Checks and locks, then `train_fn(build_fn(config), workdir, preemption, report, cache_dir)`
+  with signals, the lock and the start-up report cleaned up however it ends."""
   report = StartupReport()
   try:
     cache_dir = configure_compilation_cache(config, workdir)
-    exp = build(config)
+    exp = build_fn(config)
     workdir_lib.check_config(config, workdir)
     input_pipeline.check_data(config)
     lock = workdir_lib.lock(workdir)
   except BaseException:
     report.close()
     raise
-  preempted = _Preemption()
+  preempted = Preemption()
   report.mark('build_state')
   try:
-    return _train(exp, workdir, preempted, report, cache_dir)
+    return train_fn(exp, workdir, preempted, report, cache_dir)
   finally:
     report.close()
     preempted.restore_defaults()
@@ -421,22 +430,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
       lock.close()
 
 
-def _train(exp: Experiment, workdir: str, preempted: '_Preemption', report: StartupReport,
+def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: StartupReport,
            cache_dir: str) -> Optional[Dict[str, float]]:
   config = exp.config
   manager = checkpoint_manager(workdir, config)
   state = restore_latest(manager, exp.state)
   start = int(state.step)
   report.mark('restore_checkpoint')
-  workdir_lib.truncate_history(workdir, start)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  if start == 0:
-    writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                          for k, v in config.items()})
+  writer = open_run(config, workdir, start)
   weights = config_lib.loss_weights(config, exp.shape)
   if exp.is_clouds:
     exp.points = point_data.load_split(config.data_dir, config_lib.point_categories(config),
@@ -447,7 +448,7 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption', report: Star
   real_for_pictures = (_points_eval(exp, config.num_eval_points, config.eval_seed)
                        if exp.is_vector else
                        np.asarray(to_unit_range(first[:config.num_grid_images])))
-  batches = parallel.prefetch(_chain(first, host_batches))
+  batches = parallel.prefetch(chain(first, host_batches))
   r_state = parallel.replicate(state)
   # One compiled step per phase, chosen here on the host (no device-side branch per step), both
   # compiled now (ahead of time): a restarted run finds them in the compilation cache.
@@ -514,17 +515,12 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption', report: Star
     if step % config.checkpoint_every_steps == 0 or last:
       save(step)
     if (step % config.sample_every_steps == 0 or last) and jax.process_index() == 0:
-      _never_fatal(f'pictures at step {step}', write_pictures, exp, parallel.unreplicate(r_state),
+      never_fatal(f'pictures at step {step}', write_pictures, exp, parallel.unreplicate(r_state),
                    step, real_for_pictures, writer, workdir)
     if fid_evaluator and config.fid_every_steps and step % config.fid_every_steps == 0 and not last:
       log.write_fid(step, measure_fid(fid_evaluator, r_state))
     if preempted(step):
-      if log.pending:
-        log.flush(step)
-      save(step)
-      writer.flush()
-      logging.warning('Stopped at step %d on a stop signal; rerun the same command to resume.',
-                      step)
+      stop_for_signal(log, save, writer, step)
       return None
 
   final = parallel.unreplicate(r_state)
@@ -533,19 +529,46 @@ def _train(exp: Experiment, workdir: str, preempted: '_Preemption', report: Star
     fid_results = measure_fid(fid_evaluator, r_state)
     log.write_fid(config.num_train_steps, fid_results)
     results.update(fid_results)
+  write_results(log, writer, workdir, config.num_train_steps, results)
+  return results
+
+
+def open_run(config: ml_collections.ConfigDict, workdir: str, start: int):
+  """Cuts history.jsonl back to `start`, saves config.json, returns the metric writer (with the
+  hyper-parameters written on a fresh run)."""
+  workdir_lib.truncate_history(workdir, start)
   if jax.process_index() == 0:
-    _never_fatal('curves', write_curves, log.history(), workdir)
-  writer.write_scalars(config.num_train_steps, {f'eval/{k}': v for k, v in results.items()
-                                                if v is not None})
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if start == 0:
+    writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                          for k, v in config.items()})
+  return writer
+
+
+def stop_for_signal(log: MetricLog, save, writer, step: int) -> None:
+  """A stop signal arrived: flush the metrics, save `step`, say how to resume."""
+  if log.pending:
+    log.flush(step)
+  save(step)
+  writer.flush()
+  logging.warning('Stopped at step %d on a stop signal; rerun the same command to resume.', step)
+
+
+def write_results(log: MetricLog, writer, workdir: str, step: int, results: Dict[str, Any]) -> None:
+  """A finished run's curves, eval/ scalars and eval_results.json (files from host 0)."""
+  if jax.process_index() == 0:
+    never_fatal('curves', write_curves, log.history(), workdir)
+  writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items() if v is not None})
   writer.flush()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
       json.dump(results, f, indent=2, sort_keys=True)
   logging.info('Final evaluation: %s', results)
-  return results
 
 
-def _never_fatal(what: str, fn, *args) -> None:
+def never_fatal(what: str, fn, *args) -> None:
   """Pictures are for looking at: a failure to draw them is logged, never fatal to the run."""
   try:
     fn(*args)
@@ -553,7 +576,7 @@ def _never_fatal(what: str, fn, *args) -> None:
     logging.warning('Could not draw the %s (%s: %s); training goes on.', what, type(e).__name__, e)
 
 
-def _chain(first, rest):
+def chain(first, rest):
   yield first
   yield from rest
 
@@ -574,8 +597,10 @@ def load_config(workdir: str,
                                  'training run? Or pass --config.')
   with open(path) as f:
     values = json.load(f)
-  for key in ('channels', 'mlp_hidden', 'lr_decay_steps'):
-    values[key] = tuple(values[key])
+  for key in ('channels', 'mlp_hidden', 'lr_decay_steps', 'style_lod_images', 'style_lod_batch',
+              'style_lod_learning_rate', 'style_lod_beta_neg'):
+    if key in values:  # (runs saved before a field existed lack it)
+      values[key] = tuple(values[key])
   if defaults is None:
     return ml_collections.ConfigDict(values)
   config = ml_collections.ConfigDict(defaults.to_dict())
@@ -584,7 +609,8 @@ def load_config(workdir: str,
 
 
 def latest_checkpoint_state(exp: Experiment, workdir: str, purpose: str) -> TrainState:
-  """The state of `workdir`'s latest checkpoint; CheckpointError naming `purpose` if none."""
+  """The state of `workdir`'s latest checkpoint; CheckpointError naming `purpose` if none.
+  (Any experiment with a `config` and an initial `state`: the style variant's too.)"""
   manager = checkpoint_manager(workdir, exp.config)
   if manager.latest_step() is None:
     raise workdir_lib.CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to {purpose}.')
@@ -593,6 +619,9 @@ def latest_checkpoint_state(exp: Experiment, workdir: str, purpose: str) -> Trai
 
 def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """FID, KID and reconstruction FID of the latest checkpoint, also written to fid_results.json."""
+  if config.get('variant') == 'style':
+    from sintrovae_jax import style_train  # pylint: disable=g-import-not-at-top
+    return style_train.fid_from_checkpoint(config, workdir)
   exp = build(config)
   if exp.is_vector or exp.is_clouds or not config.fid_inception_weights:
     raise config_lib.ConfigError('--mode=fid needs an image run and the Inception weights: pass '
@@ -600,16 +629,23 @@ def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
   state = latest_checkpoint_state(exp, workdir, 'evaluate')
   results = dict(measure_fid(create_fid_evaluator(exp, workdir), parallel.replicate(state)),
                  step=int(state.step))
+  write_fid_results(workdir, results)
+  return results
+
+
+def write_fid_results(workdir: str, results: Dict[str, Any]) -> None:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'fid_results.json'), 'w') as f:
       json.dump(results, f, indent=2, sort_keys=True)
-  return results
 
 
 def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num: int = 64,
                            interpolation_steps: int = 10) -> List[str]:
   """Writes `num` generated examples and an interpolation strip from the latest checkpoint (its
   weight EMA, when the run kept one)."""
+  if config.get('variant') == 'style':
+    from sintrovae_jax import style_train  # pylint: disable=g-import-not-at-top
+    return style_train.sample_from_checkpoint(config, workdir, num, interpolation_steps)
   exp = build(config)
   state = ema_view(latest_checkpoint_state(exp, workdir, 'sample from'))
   folder = os.path.join(workdir, 'samples')

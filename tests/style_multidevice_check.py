@@ -1,0 +1,85 @@
+"""Run in a subprocess with N forced CPU devices: a few style steps (4 px Soft-IntroVAE steps:
+style mixing, noise inputs, the running w average, the EMA) data-parallel on N devices (pmap and
+shard_map) and on one device with the same global batch and seed; print the largest differences.
+(4 px keeps the three compiles short; the fade-in's blend is a function of the replicated step.)
+
+Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/style_multidevice_check.py
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+from sintrovae_jax import parallel, progressive, style_step
+from sintrovae_jax.objectives import LossWeights
+from test_style import tiny_style_model
+
+STEPS = 3
+
+
+def max_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def main():
+  model = tiny_style_model()
+  phases = progressive.build_phases((64, 64), (8, 8), (1e-3, 1e-3), (64.0, 32.0), 32, 0)
+  phase = [p for p in phases if p.kind == 'stable'][0]
+  state, coeffs = style_step.create_style_state(model, jax.random.PRNGKey(0))
+  state = style_step.reset_optimizers(state.replace(step=jax.numpy.int32(phase.start)), phase,
+                                      coeffs)
+  # The 4 px block starts from a learned constant, 1 everywhere; its first InstanceNorm then sees
+  # `1 + bias + w * noise`, which it maps to `sign(w) IN(noise)` while the LeakyReLU between them
+  # is linear: the gradients of that bias and noise weight are zero but for rounding, which Adam
+  # scales up to full steps of either sign (one device and four, like two GPUs, round apart).
+  # Training soon makes the constant vary in space; start there (drawn once, so all agree).
+  const = state.decoder_params['decoder']['const']
+  noisy = jax.random.normal(jax.random.PRNGKey(5), const.shape)
+  state = state.replace(decoder_params=dict(state.decoder_params, decoder=dict(
+      state.decoder_params['decoder'], const=noisy)))
+  weights = LossWeights(beta_rec=1.0, beta_kl=1.0, beta_neg=0.0, gamma_r=1e-8, scale=1 / 64)
+  options = dict(mixing_prob=0.9, ema_decay=0.5, dlatent_avg_beta=0.9)
+  rng = np.random.default_rng(0)
+  batches = [rng.uniform(size=(8, 4, 4, 1)).astype(np.float32) for _ in range(STEPS)]
+  initial = jax.device_get(state)
+
+  one = jax.jit(style_step.make_style_train_step(model, weights, phase, coeffs, **options))
+  s1 = initial
+  for b in batches:
+    s1, m1 = one(s1, b)
+  step_fn = style_step.make_style_train_step(model, weights, phase, coeffs, parallel.AXIS,
+                                             **options)
+  sp = parallel.replicate(initial)
+  many = parallel.pmap_train_step(step_fn)
+  for b in batches:
+    sp, mp = many(sp, parallel.shard(b))
+  sp, mp = parallel.unreplicate(sp), jax.tree.map(lambda x: x[0], mp)
+  mesh = parallel.data_mesh()
+  smap = parallel.shard_map_train_step(step_fn, mesh)
+  ss = parallel.replicate_on_mesh(initial, mesh)
+  for b in batches:
+    ss, _ = smap(ss, parallel.shard_on_mesh(b, mesh))
+  parts = ('encoder_params', 'decoder_params', 'encoder_opt_state', 'decoder_opt_state',
+           'dlatent_avg', 'ema', 'step', 'rng')
+  # Each part's largest difference relative to its largest value (Adam's v spans many scales).
+  rel = lambda a, b, part: max_diff(getattr(a, part), getattr(b, part)) / max(
+      1.0, max(float(np.max(np.abs(x))) for x in jax.tree.leaves(getattr(a, part))))
+  print(json.dumps({
+      'devices': jax.device_count(),
+      'state_pmap': {p: rel(s1, sp, p) for p in parts},
+      'state_shard_map': {p: rel(s1, ss, p) for p in parts},
+      'metrics_pmap': max_diff(m1, mp),
+      'moved': max_diff(initial.encoder_params, s1.encoder_params),
+      'ema_moved': max_diff(initial.ema, s1.ema),
+      'w_avg_moved': max_diff(initial.dlatent_avg, s1.dlatent_avg),
+  }))
+
+
+if __name__ == '__main__':
+  main()
