@@ -219,7 +219,7 @@ BAD_CONFIGS = [
     ('ema_decay', 1.0, 'a decay in (0, 1)'),
     ('augment', 'translation,rotation', 'unknown augmentation'),
     ('augment_p', 0.0, 'a probability in (0, 1]'),
-    ('variant', 'style', "('standard', 'bootstrap', 'points')"),
+    ('variant', 'ladder', "('standard', 'bootstrap', 'points', 'style')"),
     ('bootstrap_refresh_steps', 0, 'a positive number of steps'),
 ]
 
