@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import jax
 import numpy as np
 
-from sintrovae_jax import style_model, torch_archive
+from sintrovae_jax import style_model, style_nets, torch_archive
 
 NETWORKS = ('discriminator', 'generator', 'mapping_tl', 'mapping_fl')
 EMA_SUFFIX = '_s'
@@ -163,8 +163,8 @@ def _layout(network: str, path: Tuple[str, ...], ndim: int, model: style_model.S
   leaf = path[-1]
   if leaf == 'kernel' and ndim == 4:
     m = re.fullmatch(r'decode_block_(\d+)', path[0])
-    if network == 'decoder' and m and path[1] == 'conv_1' and (
-        2 ** (int(m.group(1)) + 2) >= model.fused_from):
+    if network == 'decoder' and m and path[1] == 'conv_1' and style_nets.decoder_block_fused(
+        int(m.group(1)), model.fused_from):
       return 'iohw'  # ConvTranspose2d: [in, out, kh, kw]
     return 'oihw'
   if leaf == 'kernel' and ndim == 2:

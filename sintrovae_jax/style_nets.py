@@ -211,6 +211,18 @@ class DecodeBlock(nn.Module):
     return style_mod(x, EqualDense(2 * c, gain=1.0, precision=self.precision, name='style_2')(s2))
 
 
+def decoder_block_fused(block: int, fused_from: int) -> bool:
+  """Whether decoder block `block` (output 2^(block+2) px) up-samples with the fused transposed
+  convolution (the reference: from 128 px on)."""
+  return 2 ** (block + 2) >= fused_from
+
+
+def encoder_block_fused(block: int, layer_count: int, fused_from: int) -> bool:
+  """Whether encoder block `block` (input 2^(layer_count+1-block) px) down-samples with the fused
+  stride-2 convolution (the reference: from 128 px on)."""
+  return 2 ** (layer_count + 1 - block) >= fused_from
+
+
 def decoder_channels(layer_count: int, start: int, maximum: int):
   """Output channels of decoder block i: `min(maximum, start * 2^(layer_count - 1 - i))`."""
   return [min(maximum, start * 2 ** (layer_count - 1 - i)) for i in range(layer_count)]
@@ -235,8 +247,9 @@ class StyleDecoder(nn.Module):
   @nn.compact
   def __call__(self, styles, lod: int, alpha=None, noise_keys=None):
     chans = decoder_channels(self.layer_count, self.start_channels, self.max_channels)
-    blocks = [DecodeBlock(chans[i], i, i == 0, 2 ** (i + 2) >= self.fused_from, self.precision,
-                          name=f'decode_block_{i}') for i in range(self.layer_count)]
+    blocks = [DecodeBlock(chans[i], i, i == 0, decoder_block_fused(i, self.fused_from),
+                          self.precision, name=f'decode_block_{i}')
+              for i in range(self.layer_count)]
     to_rgb = [EqualConv(self.image_channels, 1, gain=0.03, precision=self.precision,
                         name=f'to_rgb_{i}') for i in range(self.layer_count)]
     const = _plain_param(self, 'const', (1, 4, 4, chans[0]), nn.initializers.ones)
@@ -299,7 +312,7 @@ class StyleEncoder(nn.Module):
   def __call__(self, x, lod: int, alpha=None):
     n = self.layer_count
     chans = encoder_channels(n, self.start_channels, self.max_channels)
-    blocks = [EncodeBlock(chans[i][1], self.latent, 2 ** (n + 1 - i) >= self.fused_from,
+    blocks = [EncodeBlock(chans[i][1], self.latent, encoder_block_fused(i, n, self.fused_from),
                           self.precision, name=f'encode_block_{i}') for i in range(n)]
     from_rgb = [EqualConv(chans[i][0], 1, precision=self.precision, name=f'from_rgb_{i}')
                 for i in range(n)]

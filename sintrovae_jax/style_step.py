@@ -331,9 +331,8 @@ def sample(model: style_model.StyleVAE, dec_params, dlatent_avg, key: jax.Array,
   if mix_key is not None:
     k_z2, k_c = jax.random.split(mix_key)
     w2 = model.mapping(dec_params, jax.random.normal(k_z2, (num, model.latent)))
-    c = jax.random.randint(k_c, (num, 1, 1), 1, model.num_styles)
-    slot = jnp.arange(model.num_styles)[None, :, None]
-    styles = jnp.where(slot < c, styles, w2[:, None])
+    mix_at = jax.random.randint(k_c, (num, 1, 1), 1, model.num_styles)  # one per image
+    styles = style_model.mix_styles(w, w2, mix_at, model.num_styles)
   if psi != 1.0:
     styles = style_model.truncate(styles, dlatent_avg, psi, cutoff)
   noise_keys = jax.random.split(k_noise, num) if noise else None

@@ -20,11 +20,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from clu import periodic_actions
 
-from sintrovae_jax import (config_lib, fid, fid_eval, input_pipeline, parallel, plotting,
-                           progressive, style_step, train, workdir as workdir_lib)
+from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, input_pipeline, parallel,
+                           plotting, progressive, style_step, train, workdir as workdir_lib)
 from sintrovae_jax.objectives import LossWeights
 from sintrovae_jax.style_model import StyleVAE
 from sintrovae_jax.style_step import StyleTrainState
+from sintrovae_jax.train_state import ema_view
 
 
 def style_model_from_config(config: ml_collections.ConfigDict) -> StyleVAE:
@@ -76,13 +77,6 @@ def make_phase_step(exp: StyleExperiment, phase: progressive.Phase, axis_name=pa
   return lambda state, batch: step_fn(state, train.to_unit_range(batch))
 
 
-def ema_networks(state: StyleTrainState):
-  """(encoder_params, decoder_params) of the sampling model: the EMA (VARIANTS.md 1.9)."""
-  if state.ema is None:
-    return state.encoder_params, state.decoder_params
-  return state.ema['encoder_params'], state.ema['decoder_params']
-
-
 # Compiled once per model, size and lod (eager execution of these networks is slow).
 _reconstruct = jax.jit(style_step.reconstruct, static_argnames=('model', 'lod'))
 _sample = jax.jit(style_step.sample,
@@ -93,7 +87,8 @@ _interpolate = jax.jit(style_step.interpolate, static_argnames=('model', 'steps'
 def write_pictures(exp: StyleExperiment, state: StyleTrainState, phase: progressive.Phase,
                    step: int, real: np.ndarray, writer, workdir: str) -> None:
   """Real / reconstruction / sample grids at the phase's resolution, from the EMA networks."""
-  enc, dec = ema_networks(state)
+  view = ema_view(state)
+  enc, dec = view.encoder_params, view.decoder_params
   key = jax.random.PRNGKey(exp.config.eval_seed)
   alpha = float(progressive.alpha(phase, step - 1)) if phase.fading else None
   rec = _reconstruct(exp.model, enc, dec, jnp.asarray(real), phase.lod, key, alpha)
@@ -202,19 +197,15 @@ def evaluate(exp: StyleExperiment, state: StyleTrainState) -> Dict[str, float]:
   """Mean per-image squared reconstruction error (images in [0, 1], z = mu, noise off) on the
   evaluation images at full size, of the trained networks and of the EMA ('ema/...')."""
   images = input_pipeline.eval_images(exp.config)
-  model = exp.model
+  errors = jax.jit(lambda enc, dec, x: jnp.sum(
+      jnp.square(style_step.reconstruct(exp.model, enc, dec, x) - x), axis=(1, 2, 3)))
 
-  @jax.jit
-  def errors(enc, dec, x):
-    return jnp.sum(jnp.square(style_step.reconstruct(model, enc, dec, x) - x), axis=(1, 2, 3))
+  def mean_error(view: StyleTrainState):
+    per_image = evaluation.batched(
+        lambda x: errors(view.encoder_params, view.decoder_params, x), images, 64)
+    return {'rec_error_deterministic': float(per_image.mean())}
 
-  results = {}
-  for prefix, (enc, dec) in (('', (state.encoder_params, state.decoder_params)),
-                             ('ema/', ema_networks(state))):
-    per_image = np.concatenate([np.asarray(errors(enc, dec, images[i:i + 64]))
-                                for i in range(0, len(images), 64)])
-    results[prefix + 'rec_error_deterministic'] = float(per_image.mean())
-  return results
+  return train.on_each_network(mean_error, state)
 
 
 def create_fid_evaluator(exp: StyleExperiment, workdir: str) -> Optional[fid_eval.FidEvaluator]:
@@ -228,7 +219,7 @@ def create_fid_evaluator(exp: StyleExperiment, workdir: str) -> Optional[fid_eva
   key = jax.random.fold_in(jax.random.PRNGKey(config.eval_seed), 0xF1D)
 
   def generate(state, indices):  # sample i's latent and noise depend on (eval_seed, i) alone
-    _, dec = ema_networks(state)
+    dec = ema_view(state).decoder_params
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
     z = jax.vmap(lambda k: jax.random.normal(k, (model.latent,)))(keys)
     noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
@@ -236,17 +227,13 @@ def create_fid_evaluator(exp: StyleExperiment, workdir: str) -> Optional[fid_eva
     return fid.quantize_8bit(style_step.to_unit(images))
 
   def reconstruct(state, images):
-    enc, dec = ema_networks(state)
-    return fid.quantize_8bit(style_step.reconstruct(model, enc, dec, images))
+    view = ema_view(state)
+    return fid.quantize_8bit(style_step.reconstruct(model, view.encoder_params,
+                                                    view.decoder_params, images))
 
-  per_host = max(1, config.fid_batch_size // jax.process_count())
-  return fid_eval.FidEvaluator(
-      config, model,
-      lambda: input_pipeline.image_pass(config, config.train_split, config.fid_num_reference,
-                                        per_host),
-      lambda: input_pipeline.image_pass(config, config.eval_split or config.train_split,
-                                        config.fid_num_samples, per_host),
-      train.fid_cache_dir(config, workdir), generate=generate, reconstruct=reconstruct)
+  return fid_eval.FidEvaluator(config, model, *train.fid_image_passes(config),
+                               train.fid_cache_dir(config, workdir), generate=generate,
+                               reconstruct=reconstruct)
 
 
 def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
@@ -270,7 +257,7 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
   state = train.latest_checkpoint_state(exp, workdir, 'sample from')
   step = int(state.step)
   lod = progressive.phase_at(exp.phases, max(step - 1, 0)).lod
-  _, dec = ema_networks(state)
+  dec = ema_view(state).decoder_params
   model, key = exp.model, jax.random.PRNGKey(config.eval_seed)
   k_mix, k_ends = jax.random.split(jax.random.fold_in(key, 1))
   columns = max(1, int(math.sqrt(num)))

@@ -277,14 +277,19 @@ def create_fid_evaluator(exp: Experiment, workdir: str) -> Optional[fid_eval.Fid
       logging.info('FID and KID are off: set --config.fid_inception_weights=PATH to measure them '
                    '(README, "FID and KID").')
     return None
+  return fid_eval.FidEvaluator(config, exp.model, *fid_image_passes(config),
+                               fid_cache_dir(config, workdir))
+
+
+def fid_image_passes(config):
+  """The FID evaluator's data: passes over the training split (reference statistics) and the
+  held-out split (reconstructions), in this host's share of `fid_batch_size` batches."""
   per_host = max(1, config.fid_batch_size // jax.process_count())
   heldout_split = config.eval_split or config.train_split
-  return fid_eval.FidEvaluator(
-      config, exp.model,
-      lambda: input_pipeline.image_pass(config, config.train_split, config.fid_num_reference,
-                                        per_host),
-      lambda: input_pipeline.image_pass(config, heldout_split, config.fid_num_samples, per_host),
-      fid_cache_dir(config, workdir))
+  return (lambda: input_pipeline.image_pass(config, config.train_split, config.fid_num_reference,
+                                            per_host),
+          lambda: input_pipeline.image_pass(config, heldout_split, config.fid_num_samples,
+                                            per_host))
 
 
 # ----------------------------------------------------------------------------------------------

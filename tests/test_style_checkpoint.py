@@ -135,16 +135,9 @@ def _reference_models():
 
 
 def _state_dicts(models):
-  """Tensor records of every module, each tensor with its own storage key across the file
-  (torch_files.state_dict numbers the storages of one state dict only)."""
-  out, n = {}, 0
-  for module, sd in models.items():
-    out[module] = collections.OrderedDict()
-    for name, value in sd.items():
-      out[module][name] = torch_files.tensor(
-          torch_files.Storage(str(n), np.ascontiguousarray(value).ravel()), value.shape)
-      n += 1
-  return out
+  """Tensor records of every module, storages keyed apart across the file."""
+  return {module: torch_files.state_dict(sd, storage_prefix=f'{module}_')
+          for module, sd in models.items()}
 
 
 def _save(models, path, **extra):

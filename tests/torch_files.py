@@ -69,10 +69,11 @@ def tensor(storage: Storage, shape, stride=None, offset=0):
               tuple(stride), False, collections.OrderedDict())
 
 
-def state_dict(arrays):
-  """{name: ndarray} -> an OrderedDict of tensor records, one storage each."""
+def state_dict(arrays, storage_prefix: str = ''):
+  """{name: ndarray} -> an OrderedDict of tensor records, one storage each, keyed
+  `storage_prefix` + index (give each state dict of one file its own prefix)."""
   return collections.OrderedDict(
-      (k, tensor(Storage(str(i), np.ascontiguousarray(v).ravel()), v.shape))
+      (k, tensor(Storage(f'{storage_prefix}{i}', np.ascontiguousarray(v).ravel()), v.shape))
       for i, (k, v) in enumerate(arrays.items()))
 
 
