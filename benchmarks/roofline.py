@@ -48,7 +48,8 @@ def chip_for(device_kind: str) -> Optional[Chip]:
 
 
 def cost(compiled) -> Dict[str, float]:
-  """FLOPs and bytes accessed from XLA's cost analysis of a compiled program (NaN if absent)."""
+  """FLOPs and bytes accessed from XLA's cost analysis of a compiled (or lowered) program (NaN if
+  absent)."""
   c = compiled.cost_analysis()
   c = c[0] if isinstance(c, (list, tuple)) else c
   c = c or {}

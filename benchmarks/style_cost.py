@@ -20,7 +20,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 from benchmarks import roofline  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import progressive, style_step, style_train  # pylint: disable=g-import-not-at-top
+from sintrovae_jax import config_lib, progressive, style_step, style_train  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'configs/ffhq256.py', 'A style config.')
@@ -33,15 +33,13 @@ def flops_per_image(config, model, phase, coefficients, state, batch: int) -> fl
                                                                  coefficients), phase, None)
   images = jax.ShapeDtypeStruct((batch, phase.resolution, phase.resolution,
                                  model.image_channels), jnp.uint8)
-  cost = jax.jit(step).lower(state, images).cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost['flops']) / batch
+  return roofline.cost(jax.jit(step).lower(state, images))['flops'] / batch
 
 
 def main(argv):
   del argv
   config, chip = FLAGS.config, roofline.CHIPS[FLAGS.chip]
-  model = style_train.style_model_from_config(config)
+  model = config_lib.create_style_model(config)
   state, coefficients = jax.eval_shape(
       lambda key: style_step.create_style_state(model, key), jax.random.PRNGKey(0))
   coefficients = jax.tree.map(lambda _: 1.0, coefficients)  # values do not change the FLOPs
@@ -52,7 +50,7 @@ def main(argv):
     images = phase.steps * phase.batch
     total += per_image * images
     rows.append((phase.name, phase.batch, images, per_image))
-  print(f'| phase | global batch | images | GFLOP per image | share of the FLOPs |')
+  print('| phase | global batch | images | GFLOP per image | share of the FLOPs |')
   print('|---|---|---|---|---|')
   for name, batch, images, per_image in rows:
     print(f'| {name} | {batch} | {images:,} | {per_image / 1e9:.1f} | '

@@ -33,7 +33,7 @@ from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
 # pylint: disable=g-import-not-at-top
-from sintrovae_jax import (progressive, style_checkpoint, style_model, style_step, style_train,
+from sintrovae_jax import (config_lib, progressive, style_checkpoint, style_model, style_step,
                            torch_archive)
 from sintrovae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.config_lib import ConfigError  # pylint: disable=g-import-not-at-top
@@ -63,10 +63,10 @@ def _field(config, name: str):
 
 
 def style_model_from_config(config) -> style_model.StyleVAE:
-  """The config's StyleVAE, as training builds it (style_train.style_model_from_config)."""
+  """The config's StyleVAE, as training builds it (config_lib.create_style_model)."""
   for name in REQUIRED_FIELDS:
     _field(config, name)
-  return style_train.style_model_from_config(config)
+  return config_lib.create_style_model(config)
 
 
 def _check_architecture(path: str, models, model: style_model.StyleVAE) -> dict:

@@ -15,6 +15,7 @@ import ml_collections
 from sintrovae_jax import (augment, fid, image_files, losses, models, point_clouds, toy_data,
                            train_step)
 from sintrovae_jax.objectives import LossWeights
+from sintrovae_jax.style_model import StyleVAE
 from sintrovae_jax.vae import SoftIntroVAE
 
 # TFDS image data sets and their channel counts.
@@ -306,6 +307,23 @@ def create_model(config, shape: Tuple[int, ...]) -> SoftIntroVAE:
   kw['remat'] = config.remat
   return SoftIntroVAE(models.ImageEncoder(channels, config.z_dim, **kw),
                       models.ImageDecoder(channels, shape[0], shape[-1], **kw))
+
+
+def create_style_model(config) -> StyleVAE:
+  """The style variant's networks (variant='style', VARIANTS.md 1)."""
+  return StyleVAE(image_size=config.image_size, latent=config.z_dim,
+                  start_channels=config.style_start_channels,
+                  max_channels=config.style_max_channels,
+                  mapping_layers=config.style_mapping_layers,
+                  image_channels=data_shape(config)[-1], fused_from=config.style_fused_from,
+                  precision=MATMUL_PRECISIONS[config.matmul_precision])
+
+
+def style_loss_weights(config) -> LossWeights:
+  """The style variant's weights: beta_neg is each phase's (style_lod_beta_neg, set by the step);
+  s is one constant for every resolution."""
+  return LossWeights(beta_rec=config.beta_rec, beta_kl=config.beta_kl, beta_neg=0.0,
+                     gamma_r=config.gamma_r, scale=config.scale)
 
 
 def loss_weights(config, shape: Tuple[int, ...]) -> LossWeights:

@@ -22,26 +22,9 @@ from clu import periodic_actions
 
 from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, input_pipeline, parallel,
                            plotting, progressive, style_step, train, workdir as workdir_lib)
-from sintrovae_jax.objectives import LossWeights
 from sintrovae_jax.style_model import StyleVAE
 from sintrovae_jax.style_step import StyleTrainState
 from sintrovae_jax.train_state import ema_view
-
-
-def style_model_from_config(config: ml_collections.ConfigDict) -> StyleVAE:
-  channels = config_lib.data_shape(config)[-1]
-  return StyleVAE(image_size=config.image_size, latent=config.z_dim,
-                  start_channels=config.style_start_channels,
-                  max_channels=config.style_max_channels,
-                  mapping_layers=config.style_mapping_layers, image_channels=channels,
-                  fused_from=config.style_fused_from,
-                  precision=config_lib.MATMUL_PRECISIONS[config.matmul_precision])
-
-
-def loss_weights(config: ml_collections.ConfigDict) -> LossWeights:
-  """beta_neg is the phase's (style_lod_beta_neg); s is one constant for every resolution."""
-  return LossWeights(beta_rec=config.beta_rec, beta_kl=config.beta_kl, beta_neg=0.0,
-                     gamma_r=config.gamma_r, scale=config.scale)
 
 
 @dataclasses.dataclass
@@ -60,7 +43,7 @@ class StyleExperiment:
 def build(config: ml_collections.ConfigDict) -> StyleExperiment:
   """Validates `config`, builds the model, schedule and initial state; raises before compiling."""
   config_lib.validate(config, num_devices=jax.device_count())
-  model = style_model_from_config(config)
+  model = config_lib.create_style_model(config)
   state, coefficients = style_step.create_style_state(model, jax.random.PRNGKey(config.seed))
   return StyleExperiment(config, model, progressive.phases_from_config(config), state,
                          coefficients)
@@ -70,7 +53,7 @@ def make_phase_step(exp: StyleExperiment, phase: progressive.Phase, axis_name=pa
   """The phase's step on uint8 (or [0, 1] float) batches."""
   config = exp.config
   step_fn = style_step.make_style_train_step(
-      exp.model, loss_weights(config), phase, exp.coefficients, axis_name,
+      exp.model, config_lib.style_loss_weights(config), phase, exp.coefficients, axis_name,
       mixing_prob=config.style_mixing_prob,
       ema_decay=style_step.ema_decay(phase.batch, config.style_ema_half_life_images),
       dlatent_avg_beta=config.style_dlatent_avg_beta)
