@@ -76,9 +76,7 @@ def point_batches(config, start_step: int = 0,
   per_host = per_host_batch_size(config)
   lo = jax.process_index() * per_host
   if config.dataset in toy_data.DATASETS:
-    for t in range(start_step, 2**62):
-      batch = toy_data.sample(config.dataset, config.batch_size,
-                              np.random.default_rng([config.seed, t]))
+    for batch in toy_data.batches(config.dataset, config.batch_size, config.seed, start_step):
       yield batch[lo:lo + per_host]
   n = len(points)
   cache = {}

@@ -2,15 +2,14 @@
 point clouds.
 
 Everything returns uint8 RGB arrays [H, W, 3] (for TensorBoard) and can be written as PNG.
+Figures are drawn without pyplot (matplotlib's Figure renders itself), so importing this module
+leaves the backend alone: a notebook keeps its inline plots.
 """
 
 import io
 from typing import Dict, Sequence
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 
@@ -41,7 +40,6 @@ def stack_panels(panels: Sequence[np.ndarray], pad: int = 6) -> np.ndarray:
 def _figure_to_array(fig) -> np.ndarray:
   buf = io.BytesIO()
   fig.savefig(buf, format='png', dpi=100, bbox_inches='tight')
-  plt.close(fig)
   buf.seek(0)
   return np.asarray(Image.open(buf).convert('RGB'))
 
@@ -55,7 +53,7 @@ def clouds_grid(clouds: np.ndarray, columns: int = 4, title: str = '',
   columns = min(columns, k)
   rows = -(-k // columns)
   lim = max(0.5, float(np.abs(clouds).max()) if clouds.size else 0.5)
-  fig = plt.figure(figsize=(size * columns, size * rows))
+  fig = Figure(figsize=(size * columns, size * rows))
   for i, cloud in enumerate(clouds):
     ax = fig.add_subplot(rows, columns, i + 1, projection='3d')
     ax.scatter(cloud[:, 0], cloud[:, 2], cloud[:, 1], s=0.5, c=cloud[:, 1], cmap='viridis')
@@ -70,7 +68,8 @@ def clouds_grid(clouds: np.ndarray, columns: int = 4, title: str = '',
 
 def scatter_2d(real: np.ndarray, fake: np.ndarray, grid_range: float, title: str = '') -> np.ndarray:
   """Real and generated points over the evaluation range."""
-  fig, ax = plt.subplots(figsize=(5, 5))
+  fig = Figure(figsize=(5, 5))
+  ax = fig.subplots()
   ax.scatter(real[:, 0], real[:, 1], s=2, alpha=0.4, c='tab:blue', label='real')
   ax.scatter(fake[:, 0], fake[:, 1], s=2, alpha=0.4, c='tab:red', label='generated')
   ax.set_xlim(-grid_range, grid_range)
@@ -83,7 +82,8 @@ def scatter_2d(real: np.ndarray, fake: np.ndarray, grid_range: float, title: str
 
 def density_2d(density: np.ndarray, grid_range: float, title: str = '') -> np.ndarray:
   """`exp(-(KL + REC))` on a square grid (row-major, y outer), as an image."""
-  fig, ax = plt.subplots(figsize=(5, 5))
+  fig = Figure(figsize=(5, 5))
+  ax = fig.subplots()
   r = grid_range
   ax.imshow(density, origin='lower', extent=(-r, r, -r, r), cmap='viridis')
   ax.set_title(title or 'density exp(-(KL + REC))')
@@ -93,7 +93,8 @@ def density_2d(density: np.ndarray, grid_range: float, title: str = '') -> np.nd
 def curves(steps: Sequence[int], series: Dict[str, Sequence[float]], title: str = '',
            log_y: bool = False) -> np.ndarray:
   """Line plot of named series against steps."""
-  fig, ax = plt.subplots(figsize=(7, 4))
+  fig = Figure(figsize=(7, 4))
+  ax = fig.subplots()
   for name, values in series.items():
     ax.plot(steps, values, label=name)
   if log_y:
@@ -111,7 +112,8 @@ def histograms(series: Dict[str, np.ndarray], title: str = '', bins: int = 50) -
   values = values[np.isfinite(values)]
   lo, hi = np.percentile(values, [0.5, 99.5]) if len(values) else (0.0, 1.0)
   edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
-  fig, ax = plt.subplots(figsize=(6, 3.5))
+  fig = Figure(figsize=(6, 3.5))
+  ax = fig.subplots()
   for name, v in series.items():
     ax.hist(np.clip(v, edges[0], edges[-1]), bins=edges, alpha=0.5, density=True, label=name)
   ax.legend()

@@ -4,6 +4,8 @@
 others are the usual normalising-flow toy sets (FFJORD's definitions).
 """
 
+from typing import Iterator
+
 import numpy as np
 
 DATASETS = ('8gaussians', '2spirals', 'checkerboard', 'rings')
@@ -41,3 +43,11 @@ def sample(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
   else:
     raise ValueError(f'Unknown 2D data set {name!r}; choose one of {DATASETS}.')
   return x.astype(np.float32)
+
+
+def batches(name: str, batch_size: int, seed: int, start_step: int = 0) -> Iterator[np.ndarray]:
+  """Global batches t = start_step, start_step + 1, ... of data set `name`, batch t drawn from
+  `default_rng([seed, t])`: the stream main.py trains on (each host keeps its slice), so a loop of
+  your own fed by it sees the same data as `main.py --config=configs/toy2d.py:NAME`."""
+  for t in range(start_step, 2**62):
+    yield sample(name, batch_size, np.random.default_rng([seed, t]))
