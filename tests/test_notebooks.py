@@ -34,14 +34,20 @@ with open(PATH + '.json', 'w') as _f:
 '''
 
 
+def _all_outputs(nb):
+  return [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])]
+
+
 def _outputs(nb, output_type):
-  return [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])
-          if o.output_type == output_type]
+  return [o for o in _all_outputs(nb) if o.output_type == output_type]
 
 
 def _images(nb):
-  return [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])
-          if 'image/png' in o.get('data', {})]
+  return [o for o in _all_outputs(nb) if 'image/png' in o.get('data', {})]
+
+
+def _printed(nb):
+  return ''.join(o.get('text', '') for o in _outputs(nb, 'stream'))
 
 
 @pytest.fixture(scope='module')
@@ -57,7 +63,7 @@ def test_2d_notebook_runs_headless_in_tiny_mode(tiny_2d):
   assert not _outputs(nb, 'error')
   # The expELBO curve, a scatter and a density per data set, the KL curves.
   assert len(_images(nb)) >= 4
-  text = ''.join(o.get('text', '') for o in _outputs(nb, 'stream'))
+  text = _printed(nb)
   assert 'by hand from the terms' in text and '| 8gaussians | 40 |' in text
 
 
@@ -99,7 +105,7 @@ def test_images_notebook_runs_headless_in_tiny_mode():
   nb = run_notebooks.execute(NOTEBOOKS['soft_intro_vae_images.ipynb'], {'TINY': True},
                              timeout=900)
   assert not _outputs(nb, 'error')
-  text = ''.join(o.get('text', '') for o in _outputs(nb, 'stream'))
+  text = _printed(nb)
   for expected in ('main.py:', 'eval_results.json', 'FID', 'AUROC', 'bits/dim'):
     assert expected in text, expected
   # One figure each: real digits; real | rec | samples; interpolation; KL curves; main.py's grid;
