@@ -8,7 +8,7 @@ from skimage import data
 
 PHOTOS = ('astronaut', 'chelsea', 'coffee')  # 512x512, 300x451, 400x600: three resize cases
 CROP_SOURCES = ('astronaut', 'chelsea', 'coffee', 'rocket', 'immunohistochemistry', 'colorwheel')
-SET_SIZE = 200
+SET_SIZE = 100
 CROP = 48
 
 

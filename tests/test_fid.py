@@ -48,6 +48,24 @@ def test_shifted_samples_fid_equals_squared_shift(rng):
                              rtol=1e-5)
 
 
+def test_few_images_get_the_trace_from_their_features_exactly(rng):
+  """Fewer images than features: covariances of rank n - 1, whose zero eigenvalues the 2048-wide
+  square roots only approach (to about 1e-7 here). Shifted copies of one set have FID = |shift|^2
+  exactly (dyadic values, exact in float32); `compare` with 'eigh' gets it to rounding."""
+  f = rng.integers(-8, 8, size=(20, 64)) / 4
+  shift = rng.integers(-4, 4, size=64) / 4
+  a, b = fid.FeatureSet.from_features(f), fid.FeatureSet.from_features(f + shift)
+  np.testing.assert_allclose(fid.compare(a, b, matrix_sqrt='eigh')['fid'], np.sum(shift ** 2),
+                             rtol=1e-12)
+  # Random sets of other sizes: the same value as both square roots of the covariance product.
+  a = fid.FeatureSet.from_features(rng.normal(size=(30, 64)))
+  b = fid.FeatureSet.from_features(rng.normal(loc=0.2, scale=1.5, size=(40, 64)))
+  for matrix_sqrt in fid.MATRIX_SQRT:
+    np.testing.assert_allclose(
+        fid.compare(a, b, matrix_sqrt='eigh')['fid'],
+        fid.frechet_distance(a.mu, a.sigma, b.mu, b.sigma, matrix_sqrt=matrix_sqrt), rtol=1e-7)
+
+
 def test_statistics_are_numpy_mean_and_cov_in_float64(rng):
   features = rng.uniform(size=(50, 6)).astype(np.float32)
   s = fid.FeatureSet.from_features(features)

@@ -30,7 +30,7 @@ def variables(fid_weights):
 
 @pytest.fixture(scope='module')
 def golden_set_features(variables):
-  """Our pool3 features of the 200 faces and 200 photo crops (the golden FID's two sets)."""
+  """Our pool3 features of the 100 faces and 100 photo crops (the golden FID's two sets)."""
   extractor = fid.FeatureExtractor(variables, rows_per_call=25)
   return {name: fid.extract(extractor, (images[i:i + 25] for i in range(0, len(images), 25)))
           for name, images in (('faces', fid_images.faces()), ('crops', fid_images.crops()))}
@@ -66,7 +66,7 @@ def test_pool3_features_match_pytorch_fid_on_real_photos(variables):
 
 def test_pool3_features_and_fid_kid_match_pytorch_fid(golden_set_features):
   faces, crops = golden_set_features['faces'], golden_set_features['crops']
-  assert faces.shape == crops.shape == (200, 2048)
+  assert faces.shape == crops.shape == (fid_images.SET_SIZE, 2048)
   _assert_features_close(faces[:8], GOLDEN['face_features'])  # 25 px grey, up-sampled
   _assert_features_close(crops[:8], GOLDEN['crop_features'])  # 48 px colour, up-sampled
   a, b = fid.FeatureSet.from_features(faces), fid.FeatureSet.from_features(crops)
@@ -74,6 +74,8 @@ def test_pool3_features_and_fid_kid_match_pytorch_fid(golden_set_features):
   assert abs(result['fid'] - float(GOLDEN['fid'])) < 1e-3, (result['fid'], float(GOLDEN['fid']))
   eigh = fid.frechet_distance(a.mu, a.sigma, b.mu, b.sigma, matrix_sqrt='eigh')
   assert abs(eigh - float(GOLDEN['fid'])) < 1e-3, (eigh, float(GOLDEN['fid']))
+  from_features = fid.compare(a, b, matrix_sqrt='eigh')['fid']  # 100 < 2048: from the features
+  assert abs(from_features - float(GOLDEN['fid'])) < 1e-3, (from_features, float(GOLDEN['fid']))
   np.testing.assert_allclose([result['kid'], result['kid_std']],
                              [float(GOLDEN['kid']), float(GOLDEN['kid_std'])], rtol=1e-4)
 
@@ -118,7 +120,7 @@ def _run_script(*args):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_script_on_npz_and_folder_equals_the_library(tmp_path, fid_weights, golden_set_features):
+def test_script_on_npz_and_folder_equals_the_library(tmp_path, fid_weights, variables):
   faces, crops = fid_images.faces(24), fid_images.crops(24)
   np.savez(tmp_path / 'faces.npz', images=faces)  # float in [0, 1]
   folder = tmp_path / 'crops'
@@ -129,9 +131,11 @@ def test_script_on_npz_and_folder_equals_the_library(tmp_path, fid_weights, gold
                        '--batch_size=12', '--kid_subset_size=10', '--matrix_sqrt=eigh',
                        f'--save_stats_a={tmp_path / "faces_stats.npz"}',
                        f'--save_stats_b={tmp_path / "crops_stats.npz"}')
-  expected = fid.compare(fid.FeatureSet.from_features(golden_set_features['faces'][:24]),
-                         fid.FeatureSet.from_features(golden_set_features['crops'][:24]), 100, 10,
-                         matrix_sqrt='eigh')
+  # The library on the same images (its own features: the golden fixture's 200 images would be
+  # extracted again on whichever test worker runs this test).
+  extractor = fid.FeatureExtractor(variables, rows_per_call=12)
+  expected = fid.compare(*[fid.FeatureSet.from_features(fid.extract(extractor, [x[:12], x[12:]]))
+                           for x in (faces, crops)], 100, 10, matrix_sqrt='eigh')
   assert (result['n_a'], result['n_b']) == (24, 24)
   np.testing.assert_allclose([result['fid'], result['kid']], [expected['fid'], expected['kid']],
                              rtol=1e-4)

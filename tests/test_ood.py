@@ -1,11 +1,13 @@
 """Out-of-distribution detection end to end, on real images that pip packages ship.
 
 A small model trains on 4,000 real MNIST digits (a grey image folder, 28 px) and must tell
-scikit-image's 200 real face crops from the digits. Measured while building this test (300 steps,
-seed 0, 500 digits vs 200 faces): with K = 16 importance samples AUROC 0.82 (-log p(x)), 0.88
-(negative ELBO), 0.89 (KL), 0.88 (reconstruction error); with K = 8 (used here: half the scoring
-time) 0.83, 0.89, 0.91, 0.88. The bar below, 0.75 for the best score, leaves that margin for other
-machines' float rounding; chance is 0.5.
+scikit-image's 200 real face crops from the digits. Measured while building this test (seed 0,
+500 digits vs 200 faces, K = 8 importance samples): at batch 32 after 300 steps AUROC 0.83
+(-log p(x)), 0.89 (negative ELBO), 0.91 (KL), 0.88 (reconstruction error); at batch 16 (used
+here: under half the time) after 300 steps 0.79, 0.84, 0.86, 0.83, with the held-out
+reconstruction error at 0.45 of the untrained model's (after 200 steps 0.76, 0.81, 0.67, 0.81 and
+0.50). The bars below, 0.75 for the best score and 0.6 for the error ratio, leave a margin for
+other machines' float rounding; chance is 0.5.
 """
 
 import json
@@ -28,7 +30,7 @@ def test_digits_model_flags_faces_and_learns(tmp_path):
   faces = real_images.faces_folder(str(tmp_path))
   config = image_folder.get_config()
   config.update(dict(data_dir=train_dir, image_size=28, image_channels=1, channels=(8, 16),
-                     z_dim=8, batch_size=32, num_train_steps=STEPS, num_vae_steps=0,
+                     z_dim=8, batch_size=16, num_train_steps=STEPS, num_vae_steps=0,
                      log_every_steps=100, sample_every_steps=10**6, checkpoint_every_steps=10**6,
                      num_eval_examples=500, shuffle_buffer=1000, beta_kl=1.0, beta_rec=1.0,
                      beta_neg=256.0, num_grid_images=8, likelihood_samples=8,
@@ -45,7 +47,7 @@ def test_digits_model_flags_faces_and_learns(tmp_path):
   final = train.restore_latest(train.checkpoint_manager(workdir, config), exp.state)
   before = evaluation.evaluate_images(exp.model, exp.state, images)['rec_error_deterministic']
   after = evaluation.evaluate_images(exp.model, final, images)['rec_error_deterministic']
-  assert after < 0.5 * before, (before, after)
+  assert after < 0.6 * before, (before, after)
 
   # The command line, with the run's saved config: digits (in) against faces (out).
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
