@@ -119,7 +119,6 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     raise FidError(f'Statistics of different sizes: {mu1.shape} vs {mu2.shape}.')
   if matrix_sqrt not in MATRIX_SQRT:
     raise ValueError(f'matrix_sqrt={matrix_sqrt!r} is not one of {MATRIX_SQRT}.')
-  diff = mu1 - mu2
   if matrix_sqrt == 'eigh':
     tr_covmean = _trace_sqrt_product_eigh(sigma1, sigma2)
   else:
@@ -134,6 +133,12 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
                        f'{np.max(np.abs(covmean.imag)):.3g}; use more images.')
       covmean = covmean.real
     tr_covmean = float(np.trace(covmean))
+  return _distance(mu1, sigma1, mu2, sigma2, tr_covmean)
+
+
+def _distance(mu1, sigma1, mu2, sigma2, tr_covmean: float) -> float:
+  """||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr sqrt(sigma1 sigma2), the last given."""
+  diff = mu1 - mu2
   return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
@@ -171,9 +176,8 @@ def compare(a: FeatureSet, b: FeatureSet, kid_subsets: int = KID_SUBSETS,
   """
   if (matrix_sqrt == 'eigh' and _from_features(a) and _from_features(b)
       and max(a.num, b.num) <= a.sigma.shape[0]):
-    diff = a.mu - b.mu  # few images: the trace from their features (same value, much faster)
-    fd = float(diff.dot(diff) + np.trace(a.sigma) + np.trace(b.sigma)
-               - 2 * _trace_sqrt_product_features(a, b))
+    # Few images: the trace from their features (same value, much faster).
+    fd = _distance(a.mu, a.sigma, b.mu, b.sigma, _trace_sqrt_product_features(a, b))
   else:
     fd = frechet_distance(a.mu, a.sigma, b.mu, b.sigma, matrix_sqrt=matrix_sqrt)
   out = {'fid': fd, 'kid': None, 'kid_std': None, 'n_a': a.num, 'n_b': b.num}
