@@ -175,7 +175,7 @@ def compare(a: FeatureSet, b: FeatureSet, kid_subsets: int = KID_SUBSETS,
   features (e.g. a quick FID of a few hundred samples) get the trace from the features.
   """
   if (matrix_sqrt == 'eigh' and _from_features(a) and _from_features(b)
-      and max(a.num, b.num) <= a.sigma.shape[0]):
+      and a.sigma.shape == b.sigma.shape and max(a.num, b.num) <= a.sigma.shape[0]):
     # Few images: the trace from their features (same value, much faster).
     fd = _distance(a.mu, a.sigma, b.mu, b.sigma, _trace_sqrt_product_features(a, b))
   else:

@@ -64,6 +64,9 @@ def test_few_images_get_the_trace_from_their_features_exactly(rng):
     np.testing.assert_allclose(
         fid.compare(a, b, matrix_sqrt='eigh')['fid'],
         fid.frechet_distance(a.mu, a.sigma, b.mu, b.sigma, matrix_sqrt=matrix_sqrt), rtol=1e-7)
+  # Sets of other feature widths: the same clear error as the covariance route.
+  with pytest.raises(fid.FidError, match='different sizes'):
+    fid.compare(a, fid.FeatureSet.from_features(rng.normal(size=(30, 32))), matrix_sqrt='eigh')
 
 
 def test_statistics_are_numpy_mean_and_cov_in_float64(rng):
