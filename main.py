@@ -11,11 +11,13 @@ import logging
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 import jax
 from ml_collections import config_flags
 
 from configs import default as default_config
-from sintrovae_jax import ood, parallel, train
+from sintrovae_jax import hosts, lease, ood, ood_run, train
+from sintrovae_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file (e.g. configs/celebahq.py).',
@@ -76,22 +78,31 @@ def main(argv):
     if FLAGS.verbose:
       raise
     _fail(str(e), 1)
+  except Exception as e:  # pylint: disable=broad-except  # storage faults: which, why, the fix
+    failure = lease.storage_failure(e)
+    if FLAGS.verbose or failure is None:
+      raise
+    where = f': {failure.filename}' if failure.filename else f' (under {FLAGS.workdir})'
+    _fail(f'{failure.strerror or failure}{where}. {lease.fix_for(failure)} The checkpoints '
+          'written so far are kept.', 1)
 
 
 def _main(argv):
   del argv
+  workdir_lib.SHOW_STORAGE_TRACEBACKS = FLAGS.verbose
   for handler in logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
-  parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                  FLAGS.process_id)
-  logging.info('JAX process %d / %d, local devices %s', jax.process_index(), jax.process_count(),
-               jax.local_devices())
+  # First of all (before any other JAX call or signal handler): find the other hosts.
+  hosts.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if not hosts.is_leader():  # process 0 tells the story; the others speak up for problems only
+    logging.getLogger().setLevel(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.WARNING)
   if FLAGS.mode in ('sample', 'fid', 'ood'):
     config = FLAGS.config or train.load_config(FLAGS.workdir, default_config.get_config())
     if FLAGS.mode == 'ood':
       config.ood_dataset = FLAGS.ood_dataset or config.ood_dataset
       config.ood_data_dir = FLAGS.ood_data_dir or config.ood_data_dir
-      results = ood.ood_from_checkpoint(config, FLAGS.workdir)
+      results = ood_run.ood_from_checkpoint(config, FLAGS.workdir)
       if jax.process_index() == 0:
         print(json.dumps({k: v for k, v in results.items() if k in ood.SCORES}, sort_keys=True))
       return

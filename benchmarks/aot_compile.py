@@ -42,7 +42,7 @@ from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
 from benchmarks import roofline  # pylint: disable=g-import-not-at-top
 from sintrovae_jax import config_lib, parallel  # pylint: disable=g-import-not-at-top
-from sintrovae_jax.train import to_unit_range  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.inference import to_unit_range  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)

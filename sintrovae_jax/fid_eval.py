@@ -13,27 +13,30 @@ callables returning this host's batches.
 import hashlib
 import json
 import logging
-import os
 from typing import Any, Callable, Dict, Iterable, Optional
 
 import jax
 import ml_collections
 import numpy as np
 
-from sintrovae_jax import fid, inception, inference
+from sintrovae_jax import fid, fs, hosts, image_files, inception, inference
 from sintrovae_jax.vae import SoftIntroVAE
 
 Batches = Callable[[], Iterable[np.ndarray]]
 
 
 def reference_key(config: ml_collections.ConfigDict, weights_digest: str) -> str:
-  """What the training split's statistics depend on, hashed (the cache file's name)."""
+  """What the training split's statistics depend on, hashed (the cache file's name). For an
+  image folder: its path and its sorted listing (names, not modification times, which a bucket
+  does not keep for folders): replacing a file under the same name needs the cache cleared."""
   source = {'dataset': config.dataset, 'split': config.train_split,
             'image_size': config.image_size, 'num': config.fid_num_reference,
             'weights': weights_digest}
   if config.dataset == 'image_folder':
-    source['folder'] = os.path.abspath(config.data_dir)
-    source['folder_mtime'] = os.stat(config.data_dir).st_mtime_ns
+    folder = fs.absolute(config.data_dir)
+    listing = '\n'.join(image_files.list_image_folder(folder))
+    source['folder'] = folder
+    source['listing'] = hashlib.sha256(listing.encode()).hexdigest()
   else:
     source['data_dir'] = config.data_dir
   return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
@@ -60,7 +63,7 @@ class FidEvaluator:
     self.cache_dir = cache_dir
     digest = inception.file_digest(config.fid_inception_weights)  # read the file once
     variables = inception.load_params(config.fid_inception_weights, cache_dir, digest)
-    self.reference_file = os.path.join(cache_dir, f'reference_{reference_key(config, digest)}.npz')
+    self.reference_file = fs.join(cache_dir, f'reference_{reference_key(config, digest)}.npz')
     self.batch_per_host = max(1, config.fid_batch_size // jax.process_count())
     recon_loss, z_dim = config.recon_loss, model.z_dim
     key = jax.random.fold_in(jax.random.PRNGKey(config.eval_seed), 0xF1D)
@@ -82,7 +85,7 @@ class FidEvaluator:
   def reference(self) -> fid.FeatureSet:
     """The training split's features: from the cache, or computed on all hosts and cached."""
     if self._reference is None:
-      if _all_hosts_agree(os.path.exists(self.reference_file)):
+      if _all_hosts_agree(fs.exists(self.reference_file)):
         self._reference = fid.FeatureSet.load(self.reference_file)
         logging.info('FID reference statistics (%d images) from %s', self._reference.num,
                      self.reference_file)
@@ -90,8 +93,9 @@ class FidEvaluator:
         features = fid.extract(self.extractor, self.reference_batches(),
                                total=self.config.fid_num_reference, what='the training split')
         self._reference = fid.FeatureSet.from_features(features)
-        os.makedirs(self.cache_dir, exist_ok=True)
-        self._reference.save(self.reference_file)
+        if hosts.is_leader():  # (every host holds the gathered features; one writes them)
+          self._reference.save(self.reference_file)
+        hosts.barrier('FID reference statistics written')
         logging.info('FID reference statistics of %d training images cached in %s',
                      self._reference.num, self.reference_file)
     return self._reference

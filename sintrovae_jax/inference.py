@@ -1,10 +1,18 @@
 """Sampling, encoding and deterministic reconstruction with the running BatchNorm averages."""
 
 import jax
+import jax.numpy as jnp
 
 from sintrovae_jax import losses
 from sintrovae_jax.train_state import TrainState
 from sintrovae_jax.vae import SoftIntroVAE
+
+
+def to_unit_range(batch: jax.Array) -> jax.Array:
+  """uint8 image batches -> float32 in [0, 1], on the device; float batches pass unchanged."""
+  if batch.dtype == jnp.uint8:
+    return batch.astype(jnp.float32) / jnp.float32(255.0)
+  return batch
 
 
 def encode(model: SoftIntroVAE, state: TrainState, x: jax.Array):

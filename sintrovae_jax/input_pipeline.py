@@ -7,6 +7,7 @@ JAX arrays; TensorFlow is told to keep off the accelerators.
 """
 
 import copy
+import io
 import logging
 import threading
 from typing import Iterator, Optional
@@ -16,8 +17,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from sintrovae_jax import config_lib, point_data, toy_data
-from sintrovae_jax.image_files import IMAGE_EXTENSIONS, check_image_files, list_image_folder
+from sintrovae_jax import config_lib, fs, point_data, toy_data
+from sintrovae_jax.image_files import (IMAGE_EXTENSIONS, check_image_files, decode_image,
+                                       list_image_folder)
 
 tf.config.set_visible_devices([], 'GPU')  # TensorFlow stays on the CPU; JAX owns accelerators.
 
@@ -38,13 +40,18 @@ def per_host_batch_size(config) -> int:
 
 
 def load_points(path: str) -> np.ndarray:
-  """An [N, D] float32 array from a .npy file, or a DataError saying what is wrong with it."""
-  with open(path, 'rb') as f:
-    if f.read(6) != b'\x93NUMPY':
-      raise DataError(f'{path!r} is not a NumPy .npy file (it lacks the .npy header; a text or '
-                      'CSV file?). Save points with numpy.save(path, array), array [N, D].')
+  """An [N, D] float32 array from a .npy file (a local path or a URL), or a DataError saying
+  what is wrong with it."""
   try:
-    points = np.load(path, allow_pickle=False)
+    data = fs.read_bytes(path)
+  except OSError as e:
+    raise DataError(f'Cannot read {path!r} ({e}). Give an existing .npy file of points [N, D].') \
+        from e
+  if data[:6] != b'\x93NUMPY':
+    raise DataError(f'{path!r} is not a NumPy .npy file (it lacks the .npy header; a text or '
+                    'CSV file?). Save points with numpy.save(path, array), array [N, D].')
+  try:
+    points = np.load(io.BytesIO(data), allow_pickle=False)
   except (OSError, ValueError) as e:
     raise DataError(f'Cannot read {path!r} as a .npy array ({e}). Save points with '
                     f'numpy.save(path, array) where array has shape [N, D].') from e
@@ -103,10 +110,11 @@ def point_batches(config, start_step: int = 0,
 FILES_CHECKED_AT_START = 64
 
 
-def _tfds_split(config, split: str, shuffle_files: bool = False):
-  """Loads this host's share of `split`, or raises DataError with how to prepare the data."""
+def _tfds_split(config, split: str, shuffle_files: bool = False, shard: bool = True):
+  """Loads this host's share of `split` (all of it with `shard=False`), or raises DataError with
+  how to prepare the data."""
   name = config.dataset
-  host_split = tfds.split_for_jax_process(split, drop_remainder=True)
+  host_split = tfds.split_for_jax_process(split, drop_remainder=True) if shard else split
   data_dir = config.data_dir or None
   try:
     builder = tfds.builder(name, data_dir=data_dir)
@@ -195,15 +203,15 @@ DECODED, SKIP, STOP = 1, 0, -1
 
 
 def _pil_decoder(channels: int, failures: DecodeFailures):
-  """A tf.data map from a file path to (uint8 [H, W, C] image, DECODED/SKIP/STOP), with PIL."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  """A tf.data map from a file path (local or a URL, read through `fs`) to (uint8 [H, W, C]
+  image, DECODED/SKIP/STOP), decoded with PIL."""
   mode = 'L' if channels == 1 else 'RGB'
 
   def decode(path):
     path = path.decode() if isinstance(path, bytes) else str(path)
     try:
-      with Image.open(path) as im:
-        image = np.asarray(im.convert(mode), np.uint8).reshape(im.size[1], im.size[0], channels)
+      im = decode_image(fs.read_bytes(path), mode)
+      image = np.asarray(im, np.uint8).reshape(im.size[1], im.size[0], channels)
     except Exception as e:  # pylint: disable=broad-except
       failures.failed(path, e)
       return np.zeros((1, 1, channels), np.uint8), np.int32(STOP if failures.error else SKIP)
@@ -219,13 +227,18 @@ def _pil_decoder(channels: int, failures: DecodeFailures):
   return tf_decode
 
 
-def _image_source(config, split: str):
-  """(raw records of this host, their number, decode: raw -> (image, status), DecodeFailures)."""
+def _image_source(config, split: str, shard: bool = True):
+  """(raw records of this host, their number, decode: raw -> (image, status), DecodeFailures).
+
+  With `shard`, each host's share of the records; without, all of them (the same on every host).
+  """
   channels = config_lib.data_shape(config)[-1]
   if config.dataset == 'image_folder':
     # Listed, not read: each host keeps its share and decodes a bounded sample of it now; files
     # that fail later are skipped and counted as they come (DecodeFailures).
-    host = list_image_folder(config.data_dir)[jax.process_index()::jax.process_count()]
+    host = list_image_folder(config.data_dir)
+    if shard:
+      host = host[jax.process_index()::jax.process_count()]
     _, bad = check_image_files(host[:FILES_CHECKED_AT_START])
     if bad:
       logging.warning('Skipping %d unreadable image file(s) in %s, e.g. %s', len(bad),
@@ -242,7 +255,7 @@ def _image_source(config, split: str):
     failures = DecodeFailures(config.data_dir, min(len(host), 1000))
     return (tf.data.Dataset.from_tensor_slices(host), len(host),
             _pil_decoder(channels, failures), failures)
-  ds, num = _tfds_split(config, split)
+  ds, num = _tfds_split(config, split, shard=shard)
 
   def decode(raw):
     if raw.dtype == tf.string:
@@ -302,7 +315,7 @@ def image_batches(config, start_step: int = 0, resize: str = 'bilinear') -> '_Nu
   """Shuffled, repeated, batched, prefetched per-host uint8 batches, resumable at `start_step`.
 
   uint8, a quarter of float32's bytes on the way to the devices; the training program scales them
-  to [0, 1] on the device (train.py's `to_unit_range`).
+  to [0, 1] on the device (`inference.to_unit_range`).
 
   Epoch e is the host's examples shuffled with seed (seed, e); the stream resumes at example
   `start_step * per_host_batch` by skipping at most one epoch's undecoded records.
@@ -350,17 +363,18 @@ def progressive_batches(config, resolution: int, batch: int, stream: int,
 
 
 def image_pass(config, split: str, limit: int, batch_per_host: int,
-               channels: Optional[int] = None) -> Iterator[np.ndarray]:
+               channels: Optional[int] = None, shard: bool = True) -> Iterator[np.ndarray]:
   """One unshuffled, unflipped pass over up to `limit` images of `split` (all hosts together).
 
   Each host reads the first ceil(limit / hosts) images of its share, in file order, in batches of
-  `batch_per_host` (the last one may be smaller). For evaluation and FID statistics. `channels`
-  converts the images (grey <-> RGB) to another model's channels, for scoring another data set.
+  `batch_per_host` (the last one may be smaller); with `shard=False` every host reads the first
+  `limit` images of the whole split. For evaluation and FID statistics. `channels` converts the
+  images (grey <-> RGB) to another model's channels, for scoring another data set.
   """
   size, native = config.image_size, config_lib.data_shape(config)[-1]
   channels = channels or native
-  source, _, decode, failures = _image_source(config, split)
-  per_host = -(-limit // jax.process_count())
+  source, _, decode, failures = _image_source(config, split, shard=shard)
+  per_host = -(-limit // jax.process_count()) if shard else limit
 
   def preprocess(raw):
     image, status = decode(raw)
@@ -378,10 +392,11 @@ def image_pass(config, split: str, limit: int, batch_per_host: int,
 
 
 def eval_images(config) -> np.ndarray:
-  """The first `num_eval_examples` images of the evaluation split (unshuffled), this host's."""
+  """The first `num_eval_examples` images of the evaluation split (unshuffled): the same images
+  on every host, so the evaluation does not depend on the number of hosts."""
   split = config.eval_split or config.train_split
-  limit = config.num_eval_examples * jax.process_count()
-  return np.concatenate(list(image_pass(config, split, limit, batch_per_host=256)))
+  return np.concatenate(list(image_pass(config, split, config.num_eval_examples,
+                                        batch_per_host=256, shard=False)))
 
 
 def check_data(config) -> None:

@@ -10,6 +10,11 @@
 - 1-NNA (PointFlow): the leave-one-out 1-nearest-neighbour accuracy of telling generated from
   reference clouds in their union, by CD; 0.5 is ideal, 1.0 means every cloud's nearest neighbour
   is from its own set.
+
+Edge conventions: point distances are computed from coordinate differences, so a cloud against
+itself has CD exactly 0 (`|a|^2 + |b|^2 - 2 a.b` in float32 leaves about +-1e-9) and equal CDs
+tie exactly. A tie for the nearest cloud goes to the lowest index in [references, samples]
+order, as PointFlow's knn takes its nearest (the first minimum): references first.
 """
 
 from typing import Dict, NamedTuple
@@ -64,11 +69,13 @@ def jsd(generated: jax.Array, reference: jax.Array,
 
 
 def pairwise_cd(x: jax.Array, y: jax.Array, chunk: int = 256) -> jax.Array:
-  """CD (means over points, summed over both directions) between every pair: [|x|, |y|]."""
+  """CD (means over points, summed over both directions) between every pair: [|x|, |y|]; from
+  coordinate differences (`chamfer_terms(direct=True)`), so exactly 0 for identical clouds."""
   n, m = x.shape[1], y.shape[1]
 
   def row(cloud):
-    a_to_b, b_to_a = chamfer_terms(jnp.broadcast_to(cloud, (y.shape[0],) + cloud.shape), y, chunk)
+    a_to_b, b_to_a = chamfer_terms(jnp.broadcast_to(cloud, (y.shape[0],) + cloud.shape), y, chunk,
+                                   direct=True)
     return a_to_b / n + b_to_a / m
 
   return jax.lax.map(row, x)
@@ -86,16 +93,24 @@ def distances(generated: jax.Array, reference: jax.Array) -> Distances:
 
 
 def mmd_cov_1nna(d: Distances) -> Dict[str, jax.Array]:
-  """MMD-CD, COV-CD and 1-NNA from the three CD matrices."""
+  """MMD-CD, COV-CD and 1-NNA from the three CD matrices.
+
+  Ties (exact equality): a generated cloud covers its lowest-index nearest reference (argmin's
+  first minimum, as torch.min returns it in PointFlow's COV). 1-NNA follows PointFlow's knn: in
+  the matrix of the union, ordered [references, samples], cloud j's neighbour is the first
+  minimum of column j, the diagonal excluded. So a tie between a reference and a sample goes to
+  the reference: a reference cloud is then classified right, a sample wrong.
+  """
   s, r = d.generated_reference.shape
   mmd = jnp.mean(jnp.min(d.generated_reference, axis=0))
   nearest_reference = jnp.argmin(d.generated_reference, axis=1)
   covered = jnp.zeros((r,), bool).at[nearest_reference].set(True)
   # 1-NNA: every cloud of the union, its nearest other cloud; correct if from the same set.
+  # Column j's first minimum lies among the references iff their minimum is <= the samples'.
   inf_s, inf_r = jnp.full((s,), jnp.inf), jnp.full((r,), jnp.inf)
   gg = d.generated_generated + jnp.diag(inf_s)
   rr = d.reference_reference + jnp.diag(inf_r)
-  generated_right = jnp.min(gg, axis=1) < jnp.min(d.generated_reference, axis=1)
-  reference_right = jnp.min(rr, axis=1) < jnp.min(d.generated_reference, axis=0)
+  generated_right = jnp.min(gg, axis=0) < jnp.min(d.generated_reference, axis=1)
+  reference_right = jnp.min(rr, axis=0) <= jnp.min(d.generated_reference, axis=0)
   accuracy = (jnp.sum(generated_right) + jnp.sum(reference_right)) / (s + r)
   return {'mmd_cd': mmd, 'cov_cd': jnp.mean(covered), '1nna_cd': accuracy}

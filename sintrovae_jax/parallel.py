@@ -1,4 +1,5 @@
-"""Data parallelism: multi-host start-up, replication, batch sharding and the pmapped step.
+"""Data parallelism: replication, batch sharding and the pmapped step (multi-host start-up:
+hosts.py).
 
 The step itself (train_step.py) averages gradients, metrics and BatchNorm statistics over the
 named axis `AXIS` and draws its noise by global example index, so N devices train the same model
@@ -10,8 +11,6 @@ as one device with the same global batch. Two ways to run it on many devices:
   `shard_map` on a 1D `Mesh`, state replicated and batch split along the mesh axis.
 """
 
-import logging
-import os
 from typing import Any, Iterator, Optional
 
 import flax.jax_utils
@@ -20,33 +19,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXIS = 'batch'
-
-
-def initialize_distributed(coordinator_address: str = '', num_processes: int = 0,
-                           process_id: int = -1) -> None:
-  """Starts `jax.distributed` when this run spans several processes.
-
-  Explicit arguments (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID) are for GPU
-  hosts and CPU clusters; on a Cloud TPU pod slice (several TPU workers) JAX finds its peers itself.
-  Does nothing for a single process.
-  """
-  coordinator_address = coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS', '')
-  num_processes = num_processes or int(os.environ.get('JAX_NUM_PROCESSES', '0'))
-  if process_id < 0:
-    process_id = int(os.environ.get('JAX_PROCESS_ID', '-1'))
-  if coordinator_address:
-    if num_processes <= 0 or not 0 <= process_id < num_processes:
-      raise ValueError(f'With coordinator {coordinator_address!r} give num_processes > 0 and '
-                       f'0 <= process_id < num_processes (got {num_processes}, {process_id}).')
-    # Collectives between CPU devices of different processes (test clusters); GPUs use NCCL.
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
-  elif ',' in os.environ.get('TPU_WORKER_HOSTNAMES', ''):
-    jax.distributed.initialize()
-  logging.info('JAX process %d of %d, %d local of %d devices: %s', jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(),
-               jax.local_devices())
 
 
 def replicate(tree: Any) -> Any:

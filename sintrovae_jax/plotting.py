@@ -13,6 +13,8 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 
+from sintrovae_jax import fs
+
 
 def image_grid(images: np.ndarray, columns: int = 8, pad: int = 2) -> np.ndarray:
   """[N, H, W, C] floats in [0, 1] -> one uint8 RGB grid image."""
@@ -122,4 +124,7 @@ def histograms(series: Dict[str, np.ndarray], title: str = '', bins: int = 50) -
 
 
 def save_png(image: np.ndarray, path: str) -> None:
-  Image.fromarray(np.asarray(image, np.uint8)).save(path)
+  """Writes a uint8 [H, W, 3] picture as a PNG file at `path` (a local path or a URL)."""
+  buffer = io.BytesIO()
+  Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format='PNG')
+  fs.write_bytes(path, buffer.getvalue())

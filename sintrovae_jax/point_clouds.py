@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sintrovae_jax import torch_archive
 from sintrovae_jax.models import Dtype, Precision, torch_dense, torch_kernel_init
 
 ENCODER_WIDTHS = (64, 128, 256, 256, 512)  # pointwise convolutions (models/vae.py L96-145)
@@ -74,12 +75,17 @@ def chamfer_distance(a: jax.Array, b: jax.Array, chunk: int = 256) -> jax.Array:
   return a_to_b + b_to_a
 
 
-def chamfer_terms(a: jax.Array, b: jax.Array, chunk: int = 256) -> Tuple[jax.Array, jax.Array]:
+def chamfer_terms(a: jax.Array, b: jax.Array, chunk: int = 256,
+                  direct: bool = False) -> Tuple[jax.Array, jax.Array]:
   """`(sum_a min_b |a-b|^2, sum_b min_a |a-b|^2)`, each [B].
 
-  Distances are `|a|^2 + |b|^2 - 2 a.b` (as the reference computes them), the dot product at full
-  float32 precision (a bf16 pass would swamp the small distances), and `a` is taken `chunk`
-  points at a time, so memory is B x chunk x M rather than B x N x M.
+  Distances are `|a|^2 + |b|^2 - 2 a.b` (as the reference's loss computes them, rounding and
+  all: up to ~1e-7 either side of 0 where points coincide), the dot product at full float32
+  precision (a bf16 pass would swamp the small distances). `direct` computes
+  `sum_d (a_d - b_d)^2` instead: exactly 0 where points coincide and exact for small integer
+  coordinates, so a cloud against itself scores exactly 0 and equal distances tie exactly (the
+  metrics' convention, metrics_3d). `a` is taken `chunk` points at a
+  time, so memory is B x chunk x M rather than B x N x M.
   """
   a, b = a.astype(jnp.float32), b.astype(jnp.float32)
   batch, n = a.shape[:2]
@@ -90,12 +96,16 @@ def chamfer_terms(a: jax.Array, b: jax.Array, chunk: int = 256) -> Tuple[jax.Arr
   valid = jnp.arange(n + pad) < n
   b_sq = jnp.sum(b ** 2, axis=-1)
 
+  def distances(a_c):  # [B, chunk, M]
+    if direct:
+      return jnp.sum(jnp.square(a_c[:, :, None, :] - b[:, None, :, :]), axis=-1)
+    return (jnp.sum(a_c ** 2, axis=-1)[:, :, None] + b_sq[:, None, :]
+            - 2.0 * jnp.einsum('bnd,bmd->bnm', a_c, b, precision=jax.lax.Precision.HIGHEST))
+
   def one_chunk(carry, inputs):
     col_min, row_sum = carry
     a_c, valid_c = inputs  # [B, chunk, 3], [chunk]
-    d = (jnp.sum(a_c ** 2, axis=-1)[:, :, None] + b_sq[:, None, :]
-         - 2.0 * jnp.einsum('bnd,bmd->bnm', a_c, b, precision=jax.lax.Precision.HIGHEST))
-    d = jnp.where(valid_c[None, :, None], d, jnp.inf)
+    d = jnp.where(valid_c[None, :, None], distances(a_c), jnp.inf)
     row_sum = row_sum + jnp.sum(jnp.where(valid_c[None, :], jnp.min(d, axis=2), 0.0), axis=1)
     return (jnp.minimum(col_min, jnp.min(d, axis=1)), row_sum), None
 
@@ -117,9 +127,20 @@ class StateDictError(ValueError):
   """A state dict that is not the reference's 3D Soft-IntroVAE (VARIANTS.md 3.2)."""
 
 
+def read_state_dict(path: str) -> Dict[str, np.ndarray]:
+  """The flattened tensors of a `torch.save(model.state_dict(), path)` file, read with
+  torch_archive (no torch, nothing from the file run). A pickled model object
+  (`torch.save(model, path)`) comes back as an inert record, which is named in the error."""
+  data = torch_archive.load(path)
+  if isinstance(data, torch_archive.Foreign):
+    raise StateDictError(f'{path!r} holds a pickled {data.module}.{data.name} object, not a state '
+                         'dict: save one with torch.save(model.state_dict(), path).')
+  return torch_archive.flatten(data)
+
+
 def from_torch_state_dict(arrays: Dict[str, np.ndarray]):
   """`(encoder_params, decoder_params, encoder_batch_stats)` from the reference's
-  `model.state_dict()` (flattened names -> arrays: `torch_archive.flatten(torch_archive.load(p))`).
+  `model.state_dict()` (flattened names -> arrays, as `read_state_dict` gives them).
 
   Names and shapes are checked: a missing or extra tensor raises StateDictError naming it. The
   running variance is PyTorch's (unbiased); Flax's BatchNorm would keep the biased one, which

@@ -7,13 +7,15 @@ works as it is: a category may be named by its synset id or, for the common ones
 the next 5% (valid) and the last 10% (test): the reference's proportions, but reproducible (the
 reference splits in `os.listdir` order, which depends on the file system; VARIANTS.md 3.1).
 Clouds are used as they are: no normalisation or resampling (the release is pre-normalised into the
-radius-0.5 ball that the JSD grid assumes).
+radius-0.5 ball that the JSD grid assumes). DATA_DIR may be a bucket (read through `fs`).
 """
 
-import os
+import io
 from typing import List, Sequence
 
 import numpy as np
+
+from sintrovae_jax import fs
 
 CLOUD_EXTENSIONS = ('.ply', '.npy')
 SPLITS = {'train': (0.0, 0.85), 'valid': (0.85, 0.90), 'test': (0.90, 1.0)}
@@ -34,7 +36,7 @@ class PointDataError(RuntimeError):
 
 def read_ply(path: str) -> np.ndarray:
   """The x, y, z columns of a PLY file's vertices (ascii or binary), as [N, 3] float32."""
-  with open(path, 'rb') as f:
+  with io.BytesIO(fs.read_bytes(path)) as f:
     if f.readline().strip() != b'ply':
       raise PointDataError(f'{path!r} is not a PLY file (no "ply" header line).')
     fmt, count, props, element = None, None, [], None
@@ -80,7 +82,7 @@ def read_cloud(path: str, num_points: int) -> np.ndarray:
   """One [num_points, 3] float32 cloud from a .ply or .npy file, checked."""
   if path.endswith('.npy'):
     try:
-      cloud = np.load(path, allow_pickle=False)
+      cloud = fs.load_npy(path)
     except (OSError, ValueError) as e:
       raise PointDataError(f'Cannot read {path!r} as a .npy array ({e}).') from e
   else:
@@ -98,11 +100,11 @@ def read_cloud(path: str, num_points: int) -> np.ndarray:
 def category_folder(data_dir: str, category: str) -> str:
   """DATA_DIR/CATEGORY, or DATA_DIR/<its ShapeNet synset id>; PointDataError if neither exists."""
   for name in (category, SHAPENET_SYNSETS.get(category, '')):
-    folder = os.path.join(data_dir, name)
-    if name and os.path.isdir(folder):
+    folder = fs.join(data_dir, name)
+    if name and fs.isdir(folder):
       return folder
-  known = sorted(d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d))) \
-      if os.path.isdir(data_dir) else []
+  known = [d for d in fs.listdir(data_dir) if fs.isdir(fs.join(data_dir, d))] \
+      if fs.isdir(data_dir) else []
   raise PointDataError(f'No folder for category {category!r} under {data_dir!r} (looked for '
                        f'{category!r}' + (f' and its synset id {SHAPENET_SYNSETS[category]!r}'
                                           if category in SHAPENET_SYNSETS else '') +
@@ -111,7 +113,7 @@ def category_folder(data_dir: str, category: str) -> str:
 
 def split_files(data_dir: str, categories: Sequence[str], split: str) -> List[str]:
   """The split's files: per category, the sorted cloud files' SPLITS[split] fraction."""
-  if not os.path.isdir(data_dir):
+  if not fs.isdir(data_dir):
     raise PointDataError(f'data_dir={data_dir!r} is not a folder: dataset=point_folder needs a '
                          'folder with one sub-folder of .ply/.npy clouds per category (README, '
                          '"Point clouds"). Set --config.data_dir=...')
@@ -119,11 +121,11 @@ def split_files(data_dir: str, categories: Sequence[str], split: str) -> List[st
   files = []
   for category in categories:
     folder = category_folder(data_dir, category)
-    names = sorted(n for n in os.listdir(folder) if n.endswith(CLOUD_EXTENSIONS))
+    names = [n for n in fs.listdir(folder) if n.endswith(CLOUD_EXTENSIONS)]
     if not names:
       raise PointDataError(f'{folder!r} holds no {CLOUD_EXTENSIONS} files.')
     n = len(names)
-    files += [os.path.join(folder, name) for name in names[round(lo * n):round(hi * n)]]
+    files += [fs.join(folder, name) for name in names[round(lo * n):round(hi * n)]]
   return files
 
 

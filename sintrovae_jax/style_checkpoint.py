@@ -4,7 +4,9 @@ The reference saves `torch.save({'models': {...}, 'auxiliary': {...}})` (VARIANT
 `models` maps `discriminator` (the encoder), `generator` (the decoder), `mapping_tl`,
 `mapping_fl` and `dlatent_avg` to state dicts, and on rank 0 also the EMA copies
 `discriminator_s`, `generator_s`, `mapping_fl_s`, `mapping_tl_s` (the sampling model, which the
-reference's figure scripts load). Files are read with torch_archive (no torch, no pickled code).
+reference's figure scripts load). Files are read with torch_archive (no torch, no pickled code):
+`auxiliary` (optimisers, scheduler, and the tracker's `tracker.RunningMeanTorch` objects, inert
+records there) is not used.
 
 Weights are stored at their effective scale (implicit equalised learning rate), so importing is a
 renaming and a transposition, checked leaf by leaf against `model.init`'s shapes:
@@ -323,6 +325,8 @@ def read_models(path: str) -> Dict[str, Any]:
     what = f'a plain state dict ({len(data)} tensors, e.g. {next(iter(data))!r})'
   elif isinstance(data, dict):
     what = f'a dict with keys {sorted(map(str, data))[:_SHOWN]}'
+  elif isinstance(data, torch_archive.Foreign):  # e.g. torch.save(model): kept as a record
+    what = f'a pickled {data.module}.{data.name} object'
   else:
     what = f'a {type(data).__name__}'
   raise StyleCheckpointError(

@@ -14,7 +14,11 @@ checkpoints is a transposition (style_checkpoint.py).
 
 Noise inputs are drawn per example from `noise_keys` ([B] keys, one per global example, so a
 batch's noise does not depend on how it is split over devices); `noise_keys=None` replaces the
-noise by the reference's deterministic `noise=False` term.
+noise by the reference's deterministic `noise=False` term. All of them, block 0's first too: the
+reference draws that one with the shape of its input, the learned constant [1, C, 4, 4], so one
+[1, 1, 4, 4] map is shared by the whole batch. Each image's noise has the same distribution
+either way (per-image quality and FID are unaffected); ours stays a function of each example's
+own key, so a batch's noise is the same on N devices as on 1.
 """
 
 import math

@@ -4,24 +4,23 @@
 of progressive.py from the step of the latest checkpoint: at the start of each resolution it wipes
 the optimiser states (as the reference), builds that phase's data stream and pmapped step, and
 checkpoints at every phase's end, so a run resumes exactly across resolution switches. Logging,
-pictures, preemption, the workdir lock and the compilation cache are train.py's.
+pictures, preemption, the workdir lease and the compilation cache are train.py's.
 """
 
 import dataclasses
 import logging
 import math
-import os
 from typing import Any, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from clu import periodic_actions
 
-from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, input_pipeline, parallel,
-                           plotting, progressive, style_step, train, workdir as workdir_lib)
+from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, fs, hosts, inference,
+                           input_pipeline, parallel, plotting, progressive, style_step, train,
+                           workdir as workdir_lib)
 from sintrovae_jax.style_model import StyleVAE
 from sintrovae_jax.style_step import StyleTrainState
 from sintrovae_jax.train_state import ema_view
@@ -57,7 +56,7 @@ def make_phase_step(exp: StyleExperiment, phase: progressive.Phase, axis_name=pa
       mixing_prob=config.style_mixing_prob,
       ema_decay=style_step.ema_decay(phase.batch, config.style_ema_half_life_images),
       dlatent_avg_beta=config.style_dlatent_avg_beta)
-  return lambda state, batch: step_fn(state, train.to_unit_range(batch))
+  return lambda state, batch: step_fn(state, inference.to_unit_range(batch))
 
 
 # Compiled once per model, size and lod (eager execution of these networks is slow).
@@ -78,9 +77,7 @@ def write_pictures(exp: StyleExperiment, state: StyleTrainState, phase: progress
   fake = _sample(exp.model, dec, state.dlatent_avg, key, len(real), phase.lod, alpha=alpha)
   image = plotting.stack_panels([plotting.image_grid(np.asarray(x)) for x in (real, rec, fake)])
   writer.write_images(step, {'real_rec_sample': image[None]})
-  folder = os.path.join(workdir, 'pictures')
-  os.makedirs(folder, exist_ok=True)
-  plotting.save_png(image, os.path.join(folder, f'real_rec_sample_{step:08d}.png'))
+  plotting.save_png(image, fs.join(workdir, 'pictures', f'real_rec_sample_{step:08d}.png'))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[Dict[str, Any]]:
@@ -94,11 +91,12 @@ def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str
   manager = workdir_lib.checkpoint_manager(workdir, config)
   state = workdir_lib.restore_latest(manager, exp.state)
   start, total = int(state.step), exp.total_steps
+  hosts.together(workdir_lib.check_topology, config, workdir, start, errors=train.USER_ERRORS)
   report.mark('restore_checkpoint')
   writer = train.open_run(config, workdir, start)
-  log = train.MetricLog(workdir, writer, config)
+  log = train.MetricLog(workdir, writer, config, start)
   hooks = []
-  if jax.process_index() == 0:
+  if hosts.is_leader():
     hooks.append(periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                                  every_steps=config.log_every_steps))
   logging.info('Training the style variant on %s from step %d to %d on %d device(s): %s.',
@@ -112,14 +110,8 @@ def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str
     if saved[0] == step:  # (a stop signal at a phase's end: that step is saved already)
       return
     saved[0] = step
-    host_state = parallel.unreplicate(r_state)
-    try:
-      workdir_lib.assert_finite(host_state, f'The state at step {step}')
-    except FloatingPointError as e:
-      raise train.TrainingDiverged(f'{e} It is not saved; the last good checkpoint is kept. Try '
-                                   'a lower style_lod_learning_rate or smaller betas.') from None
-    manager.save(step, args=ocp.args.StandardSave(host_state), force=True)
-    manager.wait_until_finished()
+    train.save_checkpoint(manager, r_state, step, log, workdir,
+                          'Try a lower style_lod_learning_rate or smaller betas.')
 
   first_step_done = start >= total
   if first_step_done:
@@ -136,7 +128,7 @@ def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str
     host_batches = input_pipeline.progressive_batches(config, phase.resolution, phase.batch,
                                                       phase.index, begin - phase.start)
     first = next(host_batches)
-    real = np.asarray(train.to_unit_range(first[:config.num_grid_images]))
+    real = np.asarray(inference.to_unit_range(first[:config.num_grid_images]))
     batches = parallel.prefetch(train.chain(first, host_batches))
     p_step = parallel.pmap_train_step(make_phase_step(exp, phase))
     logging.info('Phase %s: steps %d to %d, global batch %d, learning rate %g, beta_neg %g.',
@@ -158,7 +150,7 @@ def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str
         log.flush(step)
       if step % config.checkpoint_every_steps == 0 or phase_end:
         save(step)  # every phase ends in a checkpoint: resumes start at a phase boundary exactly
-      if (step % config.sample_every_steps == 0 or phase_end) and jax.process_index() == 0:
+      if (step % config.sample_every_steps == 0 or phase_end) and hosts.is_leader():
         train.never_fatal(f'pictures at step {step}', write_pictures, exp,
                            parallel.unreplicate(r_state), phase, step, real, writer, workdir)
       if preempted(step):
@@ -252,13 +244,9 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
       'samples_mixed': _sample(model, dec, state.dlatent_avg, key, num, lod, mix_key=k_mix),
   }
   ends = jax.random.normal(k_ends, (2, model.latent))
-  folder = os.path.join(workdir, 'samples')
-  os.makedirs(folder, exist_ok=True)
-  paths = []
-  for name, images in grids.items():
-    paths.append(os.path.join(folder, f'{name}_{step:08d}.png'))
-    plotting.save_png(plotting.image_grid(np.asarray(images), columns=columns), paths[-1])
+  outputs = {f'{name}_{step:08d}.png': plotting.image_grid(np.asarray(images), columns=columns)
+             for name, images in grids.items()}
   strip = _interpolate(model, dec, ends[0], ends[1], interpolation_steps, lod)
-  paths.append(os.path.join(folder, f'interpolation_{step:08d}.png'))
-  plotting.save_png(plotting.image_grid(np.asarray(strip), columns=interpolation_steps), paths[-1])
-  return paths
+  outputs[f'interpolation_{step:08d}.png'] = plotting.image_grid(np.asarray(strip),
+                                                                 columns=interpolation_steps)
+  return train.write_samples(workdir, outputs)

@@ -1,24 +1,29 @@
 """Reads PyTorch weight files without torch and without running code from the file.
 
 `load(path)` returns the tensors of a `torch.save` file (zip or the legacy pre-1.6 format: state
-dicts, checkpoints of plain containers) or of a TorchScript archive (`torch.jit.save`: its module
-tree, with each module's attributes), as NumPy arrays in nested dicts and lists.
+dicts, training checkpoints) or of a TorchScript archive (`torch.jit.save`: its module tree, with
+each module's attributes), as NumPy arrays in nested dicts and lists.
 
 Pickle can call any importable function while loading, so a weight file from elsewhere is a
-program. `RestrictedUnpickler` refuses every global except the few that rebuild tensors and plain
-containers; TorchScript module classes (`__torch__.*`) become inert `ScriptModule` records and
-the archive's code files are never read. Anything else raises `UnsafeArchiveError` naming it.
+program. `RestrictedUnpickler` calls only the few functions that rebuild tensors and plain
+containers. Every other global the pickle names is neither imported nor called: TorchScript
+module classes (`__torch__.*`) become inert `ScriptModule` records (the archive's code files are
+never read), anything else an inert `Foreign` record (see there for why such files still load).
 """
 
 import collections
 import io
+import logging
 import pickle
+import reprlib
 import struct
 import zipfile
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import ml_dtypes
 import numpy as np
+
+from sintrovae_jax import fs
 
 _STORAGE_DTYPES = {
     'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
@@ -27,10 +32,12 @@ _STORAGE_DTYPES = {
     'BoolStorage': np.bool_,
 }
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_SHOWN = 5  # calls named in a warning
+log = logging.getLogger(__name__)
 
 
 class UnsafeArchiveError(pickle.UnpicklingError):
-  """The file asks pickle for something other than tensors and plain containers."""
+  """The file is a call rather than data, or names an unknown storage or persistent object."""
 
 
 class ArchiveFormatError(ValueError):
@@ -48,6 +55,58 @@ class ScriptModule(dict):
 def _script_class(type_name: str) -> type:
   """An inert stand-in for a TorchScript class: pickle's NEWOBJ and BUILD fill a dict."""
   return type('ScriptModule', (ScriptModule,), {'type_name': type_name})
+
+
+class Foreign:
+  """What the pickle builds from a global outside the allow-list, kept as data: never imported,
+  never called. `module`.`name` is the global; `args`, `kwargs` what pickle would pass it;
+  `state` what BUILD would give its `__setstate__` (an object's `__dict__`); `items`, `entries`
+  what APPENDS and SETITEMS would add. `called` tells a call (REDUCE: `module.name(*args)`, not
+  made) from an object rebuilt as protocol 2 stores instances of plain classes (NEWOBJ: only
+  `cls.__new__(cls)`, then its state), such as the reference tracker's `RunningMeanTorch`.
+
+  Why records, not refusal: the reader is safe because it calls nothing, whatever the file
+  names; refusing every foreign global would add no safety, yet lose training checkpoints whose
+  tensors are intact (their tracker objects, a numpy scalar, a `Counter`), and an allow-list
+  cannot tell a harmless call from a harmful one. So a call deep in a file is kept as a record,
+  and `load` logs a warning naming it (a planted `os.system` does not pass silently). A file
+  whose top-level object is itself a foreign call holds nothing but that call: a program, not
+  weights, so `load` refuses it with UnsafeArchiveError naming the call, which tells the user
+  more than "this file has no 'models'".
+  """
+  __slots__ = ('args', 'kwargs', 'called', 'state', 'items', 'entries')
+  module = name = ''
+
+  def __new__(cls, *args, **kwargs):  # NEWOBJ(_EX): cls.__new__(cls, *args, **kwargs)
+    record = super().__new__(cls)
+    record.args, record.kwargs, record.called = args, kwargs, False
+    record.state, record.items, record.entries = None, [], {}
+    return record
+
+  def __init__(self, *args):  # only calling the class (REDUCE) gets here, not NEWOBJ
+    del args
+    self.called = True
+
+  def __setstate__(self, state):  # BUILD
+    self.state = state
+
+  def append(self, value):  # APPEND(S)
+    self.items.append(value)
+
+  def extend(self, values):
+    self.items.extend(values)
+
+  def __setitem__(self, key, value):  # SETITEM(S)
+    self.entries[key] = value
+
+  def __repr__(self):
+    return (f'Foreign({self.module}.{self.name}, args={reprlib.repr(self.args)}, '
+            f'called={self.called}, state={reprlib.repr(self.state)})')
+
+
+def _foreign_class(module: str, name: str) -> type:
+  """An inert stand-in for the global `module.name` (a type, as pickle's NEWOBJ requires)."""
+  return type(f'{module}.{name}', (Foreign,), {'__slots__': (), 'module': module, 'name': name})
 
 
 class _StorageType:
@@ -120,6 +179,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     super().__init__(file)
     self._storage = storage
     self._source = source
+    self._foreign: Dict[Tuple[str, str], type] = {}
 
   def find_class(self, module: str, name: str) -> Any:
     if (module, name) in _ALLOWED:
@@ -128,10 +188,9 @@ class RestrictedUnpickler(pickle.Unpickler):
       return _StorageType(name)
     if module.startswith('__torch__.'):  # a TorchScript class: record its attributes only
       return _script_class(f'{module}.{name}')
-    raise UnsafeArchiveError(
-        f'{self._source} asks to load {module}.{name}, which is neither a tensor nor a plain '
-        'container. It may run code, so it is refused. Use a state dict saved with '
-        'torch.save(model.state_dict(), path) or a TorchScript archive.')
+    if (module, name) not in self._foreign:  # anything else: an inert record, nothing imported
+      self._foreign[(module, name)] = _foreign_class(module, name)
+    return self._foreign[(module, name)]
 
   def persistent_load(self, pid):
     if not isinstance(pid, tuple) or not pid or pid[0] != 'storage':
@@ -146,8 +205,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     return storage
 
 
-def _load_zip(path: str) -> Any:
-  with zipfile.ZipFile(path) as archive:
+def _load_zip(path: str, data: bytes) -> Any:
+  with zipfile.ZipFile(io.BytesIO(data)) as archive:
     names = archive.namelist()
     pickles = [n for n in names if n.endswith('/data.pkl') or n == 'data.pkl']
     if not pickles:
@@ -168,10 +227,8 @@ def _load_zip(path: str) -> Any:
       return RestrictedUnpickler(io.BytesIO(f.read()), storage, repr(path)).load()
 
 
-def _load_legacy(path: str) -> Any:
+def _load_legacy(path: str, data: bytes) -> Any:
   """The pre-1.6 `torch.save` format: magic, protocol, sys info, object, keys, raw storages."""
-  with open(path, 'rb') as f:
-    data = f.read()
   stream = io.BytesIO(data)
 
   def plain():
@@ -203,6 +260,10 @@ def _load_legacy(path: str) -> Any:
 def _resolve(obj, storages):
   if isinstance(obj, _DeferredTensor):
     return _rebuild_tensor(storages[obj.storage.key], *obj.args)
+  if isinstance(obj, Foreign):
+    for field in Foreign.__slots__:
+      setattr(obj, field, _resolve(getattr(obj, field), storages))
+    return obj
   if isinstance(obj, dict):
     out = type(obj)()
     out.update((k, _resolve(v, storages)) for k, v in obj.items())
@@ -212,17 +273,58 @@ def _resolve(obj, storages):
   return obj
 
 
+def _foreign_calls(tree: Any) -> List[Foreign]:
+  """The calls (`Foreign` records with `called`) anywhere in `tree`, each once."""
+  found, seen, stack = [], set(), [tree]
+  while stack:  # iterative, and each container once: pickles may nest deeply or loop
+    obj = stack.pop()
+    if not isinstance(obj, (Foreign, dict, list, tuple)) or id(obj) in seen:
+      continue
+    seen.add(id(obj))
+    if isinstance(obj, Foreign):
+      if obj.called:
+        found.append(obj)
+      stack += [obj.args, obj.kwargs, obj.state, obj.items, obj.entries]
+    elif isinstance(obj, dict):
+      stack += list(obj.keys()) + list(obj.values())
+    else:
+      stack += obj
+  return found
+
+
+def _check_calls(path: str, obj: Any) -> None:
+  """Refuses a file that is one foreign call; warns of calls inside one (see `Foreign`)."""
+  if isinstance(obj, Foreign) and obj.called:
+    args = ', '.join(map(reprlib.repr, obj.args))
+    raise UnsafeArchiveError(
+        f'{path!r} holds no weights, only the call {obj.module}.{obj.name}({args}), which '
+        'torch.load would make and which may run code. It was not made; the file is refused.')
+  calls = _foreign_calls(obj)
+  if calls:
+    names = sorted({f'{c.module}.{c.name}' for c in calls})
+    more = f' and {len(names) - _SHOWN} more' if len(names) > _SHOWN else ''
+    log.warning('%r holds %d call(s) of %s%s, which torch.load would make; this reader kept them '
+                'as inert records, never made, and reads only tensors.', path, len(calls),
+                ', '.join(names[:_SHOWN]), more)
+
+
 def load(path: str) -> Any:
-  """The contents of a PyTorch file with tensors as NumPy arrays; refuses code (see module doc)."""
-  if zipfile.is_zipfile(path):
-    return _load_zip(path)
-  try:
-    return _load_legacy(path)
-  except (EOFError, struct.error, pickle.UnpicklingError) as e:
-    if isinstance(e, UnsafeArchiveError):
-      raise
-    raise ArchiveFormatError(f'{path!r} is not a PyTorch archive this reader understands ({e}).'
-                             ) from e
+  """The contents of a PyTorch file with tensors as NumPy arrays and every other object the file
+  names as an inert record; runs nothing from the file (see the module doc and `Foreign`).
+  `path` may be a local path or a URL (read whole through `fs`)."""
+  data = fs.read_bytes(path)
+  if zipfile.is_zipfile(io.BytesIO(data)):
+    obj = _load_zip(path, data)
+  else:
+    try:
+      obj = _load_legacy(path, data)
+    except (EOFError, struct.error, pickle.UnpicklingError) as e:
+      if isinstance(e, UnsafeArchiveError):
+        raise
+      raise ArchiveFormatError(f'{path!r} is not a PyTorch archive this reader understands ({e}).'
+                               ) from e
+  _check_calls(path, obj)
+  return obj
 
 
 def flatten(tree: Any, prefix: str = '') -> Dict[str, np.ndarray]:

@@ -20,9 +20,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from clu import metric_writers, periodic_actions
 
-from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, inception, inference,
-                           input_pipeline, parallel, plotting, point_clouds, point_data, toy_data,
-                           workdir as workdir_lib)
+from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, fs, hosts, inception, inference,
+                           input_pipeline, lease, parallel, plotting, point_clouds, point_data,
+                           toy_data, workdir as workdir_lib)
 from sintrovae_jax.train_state import (TrainState, create_train_state, ema_view,
                                        learning_rate_schedule, make_optimizer)
 from sintrovae_jax.train_step import make_train_step
@@ -36,8 +36,9 @@ class TrainingDiverged(RuntimeError):
 
 # Errors a user can cause and fix: main.py prints their message alone, without a traceback.
 USER_ERRORS = (config_lib.ConfigError, input_pipeline.DataError, TrainingDiverged,
-               workdir_lib.CheckpointError, workdir_lib.WorkdirLocked, fid.FidError,
-               inception.WeightsError, point_data.PointDataError, point_clouds.StateDictError)
+               workdir_lib.CheckpointError, lease.WorkdirLocked, lease.WorkdirError, fid.FidError,
+               inception.WeightsError, point_data.PointDataError, point_clouds.StateDictError,
+               hosts.HostError)
 
 
 @dataclasses.dataclass
@@ -87,11 +88,17 @@ def on_each_network(fn, state: TrainState) -> Dict[str, Any]:
 
 
 class MetricLog:
-  """Per-step device metrics, summarised every `log_every_steps` and kept in history.jsonl."""
+  """Per-step device metrics, summarised every `log_every_steps` and kept in history.jsonl.
 
-  def __init__(self, workdir: str, writer, config):
-    self.path = os.path.join(workdir, 'history.jsonl')
+  The rows are held in memory and history.jsonl is rewritten whole by process 0 at each
+  checkpoint (`save`), as an object store wants it (no appends); a resume starts from the rows
+  up to its checkpoint's step (`start`).
+  """
+
+  def __init__(self, workdir: str, writer, config, start: int = 0):
+    self.path = fs.join(workdir, 'history.jsonl')
     self.writer, self.config = writer, config
+    self.rows = workdir_lib.load_history(workdir, start) if hosts.is_leader() else []
     self.pending: List[Dict[str, jax.Array]] = []
     self.checked = 0  # pending steps whose `nonfinite` flag has been read
     self.nonfinite_run = 0
@@ -133,9 +140,7 @@ class MetricLog:
                         'tell generated data from real. If this persists, try a larger beta_neg.',
                         step, summary['kl_real'], summary['kl_fake'])
     self.writer.write_scalars(step, summary)
-    if jax.process_index() == 0:
-      with open(self.path, 'a') as f:
-        f.write(json.dumps({'step': step, **summary}) + '\n')
+    self.rows.append({'step': step, **summary})
     return summary
 
   def write_fid(self, step: int, results: Dict[str, Any]) -> None:
@@ -148,14 +153,15 @@ class MetricLog:
           logging.info('Step %d: %sFID %.4g, KID %s, FID of reconstructions %.4g', step,
                        prefix.replace('/', ' '), results[prefix + 'fid'],
                        results[prefix + 'kid'], results[prefix + 'fid_rec'])
-      with open(self.path, 'a') as f:
-        f.write(json.dumps({'step': step, **numbers}) + '\n')
+    self.rows.append({'step': step, **numbers})
 
   def history(self) -> List[Dict[str, float]]:
-    if not os.path.exists(self.path):
-      return []
-    with open(self.path) as f:
-      return [json.loads(line) for line in f if line.strip()]
+    return list(self.rows)
+
+  def save(self) -> None:
+    """Rewrites history.jsonl with every row so far (process 0)."""
+    if hosts.is_leader():
+      fs.write_text(self.path, ''.join(json.dumps(row) + '\n' for row in self.rows))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,10 +212,8 @@ def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarr
         [plotting.image_grid(real), plotting.image_grid(np.asarray(rec)),
          plotting.image_grid(np.asarray(fake))])
   writer.write_images(step, {k: v[None] for k, v in pictures.items()})
-  folder = os.path.join(workdir, 'pictures')
-  os.makedirs(folder, exist_ok=True)
   for name, image in pictures.items():
-    plotting.save_png(image, os.path.join(folder, f'{name}_{step:08d}.png'))
+    plotting.save_png(image, fs.join(workdir, 'pictures', f'{name}_{step:08d}.png'))
 
 
 def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
@@ -217,25 +221,24 @@ def write_curves(history: List[Dict[str, float]], workdir: str) -> None:
   fids = [h for h in history if 'fid' in h]
   history = [h for h in history if 'loss_rec' in h]
   soft = [h for h in history if 'kl_fake' in h]
-  folder = os.path.join(workdir, 'pictures')
-  os.makedirs(folder, exist_ok=True)
+  folder = fs.join(workdir, 'pictures')
   if soft:
     image = plotting.curves([h['step'] for h in soft],
                             {k: [h[k] for h in soft] for k in ('kl_real', 'kl_fake', 'kl_rec')},
                             'KL of real, generated and reconstructed data')
-    plotting.save_png(image, os.path.join(folder, 'kl_curves.png'))
+    plotting.save_png(image, fs.join(folder, 'kl_curves.png'))
   if history:
     image = plotting.curves([h['step'] for h in history],
                             {k: [h[k] for h in history]
                              for k in ('loss_rec', 'rec_error_deterministic') if k in history[-1]},
                             'reconstruction error', log_y=True)
-    plotting.save_png(image, os.path.join(folder, 'reconstruction_curves.png'))
+    plotting.save_png(image, fs.join(folder, 'reconstruction_curves.png'))
   if fids:
     names = [k for k in ('fid', 'fid_rec', 'ema/fid', 'ema/fid_rec') if k in fids[-1]]
     image = plotting.curves([h['step'] for h in fids],
                             {k: [h.get(k, np.nan) for h in fids] for k in names},
                             'FID of samples and of reconstructions (lower is better)')
-    plotting.save_png(image, os.path.join(folder, 'fid_curves.png'))
+    plotting.save_png(image, fs.join(folder, 'fid_curves.png'))
 
 
 def evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
@@ -266,7 +269,7 @@ def _evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:
 
 
 def fid_cache_dir(config, workdir: str) -> str:
-  return config.fid_cache_dir or os.path.join(os.path.abspath(workdir), 'fid_cache')
+  return fs.absolute(config.fid_cache_dir or fs.join(workdir, 'fid_cache'))
 
 
 def create_fid_evaluator(exp: Experiment, workdir: str) -> Optional[fid_eval.FidEvaluator]:
@@ -297,16 +300,23 @@ def fid_image_passes(config):
 
 
 class Preemption:
-  """SIGTERM (a preempted VM) or Ctrl-C sets a flag; the loop saves and exits at the next step.
+  """Stop signals: the loop saves and exits at a step boundary, every host at the same step.
 
-  A second Ctrl-C exits at once, without saving.
+  One process: SIGTERM (a preempted VM) or Ctrl-C sets a flag, seen at the next step. Several
+  processes: JAX's preemption notifier owns SIGTERM (hooked when jax.distributed started, so no
+  handler of ours replaces it) and every host stops at the sync point that JAX chooses, after the
+  same step; Ctrl-C on a host is passed to that notifier as a SIGTERM. A second Ctrl-C exits at
+  once, without saving.
   """
 
   def __init__(self):
     self.requested = False
+    self.multi = jax.process_count() > 1
+    self._previous = {}
+    signals = (signal.SIGINT,) if self.multi else (signal.SIGTERM, signal.SIGINT)
     try:
-      signal.signal(signal.SIGTERM, self._handle)
-      signal.signal(signal.SIGINT, self._handle)
+      for signum in signals:
+        self._previous[signum] = signal.signal(signum, self._handle)
     except ValueError:  # not the main thread: leave signals alone
       pass
 
@@ -318,21 +328,20 @@ class Preemption:
     logging.warning('%s received: saving a checkpoint and stopping (Ctrl-C again to exit at '
                     'once).', name)
     self.requested = True
+    if self.multi:  # every host stops together through JAX's preemption notice
+      os.kill(os.getpid(), signal.SIGTERM)
 
   def restore_defaults(self) -> None:
     try:
-      signal.signal(signal.SIGTERM, signal.SIG_DFL)
-      signal.signal(signal.SIGINT, signal.default_int_handler)
+      for signum, handler in self._previous.items():
+        signal.signal(signum, handler)
     except ValueError:
       pass
 
   def __call__(self, step: int) -> bool:
-    if jax.process_count() > 1:
+    if self.multi:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      try:
-        return multihost_utils.reached_preemption_sync_point(step) or self.requested
-      except RuntimeError:  # no preemption service: rely on the signal alone
-        return self.requested
+      return bool(multihost_utils.reached_preemption_sync_point(step))
     return self.requested
 
 
@@ -341,8 +350,7 @@ def configure_compilation_cache(config, workdir: str) -> str:
   compile); a JAX_COMPILATION_CACHE_DIR set in the environment wins. Returns the folder or ''."""
   if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
     return os.environ['JAX_COMPILATION_CACHE_DIR']
-  root = workdir if '://' in workdir else os.path.abspath(workdir)  # gs:// caches work too
-  folder = config.compilation_cache_dir.replace('{workdir}', root)
+  folder = config.compilation_cache_dir.replace('{workdir}', fs.absolute(workdir))  # gs:// too
   if folder:
     jax.config.update('jax_compilation_cache_dir', folder)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
@@ -381,21 +389,13 @@ class StartupReport:
     self.close()
     report = dict(seconds=self.seconds, to_first_step=round(self._last - self.start, 3),
                   compilation_cache_dir=cache_dir, compilation_cache_hits=self.cache_hits,
-                  start_step=start_step)
+                  start_step=start_step, **workdir_lib.topology())
     logging.info('Start-up: %.1f s to the first step (%s); compilation cache: %d hit(s).',
                  report['to_first_step'],
                  ', '.join(f'{k} {v:.1f} s' for k, v in self.seconds.items()), self.cache_hits)
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, 'startup.json'), 'w') as f:
-        json.dump(report, f, indent=2)
+    if hosts.is_leader():
+      fs.write_json(fs.join(workdir, 'startup.json'), report, indent=2)
     return report
-
-
-def to_unit_range(batch: jax.Array) -> jax.Array:
-  """uint8 image batches -> float32 in [0, 1], on the device; float batches pass unchanged."""
-  if batch.dtype == jnp.uint8:
-    return batch.astype(jnp.float32) / jnp.float32(255.0)
-  return batch
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[Dict[str, float]]:
@@ -412,15 +412,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
 
 
 def run_program(config: ml_collections.ConfigDict, workdir: str, build_fn, train_fn):
-  """Checks and locks, then `train_fn(build_fn(config), workdir, preemption, report, cache_dir)`
-  with signals, the lock and the start-up report cleaned up however it ends."""
+  """Checks and leases, then `train_fn(build_fn(config), workdir, preemption, report, cache_dir)`
+  with signals, the lease and the start-up report cleaned up however it ends.
+
+  The checks run on every host and the lease is taken by process 0; a failure anywhere stops
+  every host with the same message before anything is written.
+  """
   report = StartupReport()
+  workdir = fs.absolute(workdir)
+  held = None
   try:
     cache_dir = configure_compilation_cache(config, workdir)
-    exp = build_fn(config)
-    workdir_lib.check_config(config, workdir)
-    input_pipeline.check_data(config)
-    lock = workdir_lib.lock(workdir)
+    exp = hosts.together(_checked_build, config, workdir, build_fn, errors=USER_ERRORS)
+    held = hosts.together(lambda: lease.Lease(workdir).acquire() if hosts.is_leader() else None,
+                          errors=USER_ERRORS)
   except BaseException:
     report.close()
     raise
@@ -431,8 +436,52 @@ def run_program(config: ml_collections.ConfigDict, workdir: str, build_fn, train
   finally:
     report.close()
     preempted.restore_defaults()
-    if lock:
-      lock.close()
+    if held:
+      held.release()
+
+
+def _checked_build(config, workdir: str, build_fn):
+  """`build_fn(config)` after the workdir, config and data checks (process 0 reads the workdir)."""
+  exp = build_fn(config)
+  if hosts.is_leader():
+    if fs.isfile(workdir):
+      raise lease.WorkdirError(f'--workdir={workdir!r} is a file, not a folder: give a folder '
+                               '(it is created if missing).')
+    workdir_lib.check_config(config, workdir)
+  input_pipeline.check_data(config)
+  return exp
+
+
+def save_checkpoint(manager: ocp.CheckpointManager, r_state: TrainState, step: int,
+                    log: 'MetricLog', workdir: str, hint: str) -> None:
+  """Saves the (replicated) state at `step` on every host, then history.jsonl and topology.json
+  (process 0). A non-finite state is never saved (TrainingDiverged, with `hint`); a write that
+  fails for want of space or permission is one WorkdirError naming the step and the last good
+  checkpoint."""
+  host_state = parallel.unreplicate(r_state)
+  try:
+    workdir_lib.assert_finite(host_state, f'The state at step {step}')
+  except FloatingPointError as e:
+    raise TrainingDiverged(f'{e} It is not saved; the last good checkpoint is kept. {hint}') \
+        from None
+  last_good = manager.latest_step()
+  try:
+    with workdir_lib.held_stderr():
+      manager.save(step, args=ocp.args.StandardSave(host_state), force=True)
+      manager.wait_until_finished()
+    workdir_lib.write_topology(workdir)
+    log.save()
+  except Exception as e:  # pylint: disable=broad-except  # storage faults: one line; others: raised
+    failure = lease.storage_failure(e)
+    if failure is None:
+      raise
+    if last_good is None:
+      before = 'no checkpoint was saved before it'
+    else:
+      need = workdir_lib.checkpoint_bytes(manager, last_good) / 2**20
+      before = f'the last good one is step {last_good}; a checkpoint takes about {need:.1f} MiB'
+    raise lease.writable_error(workdir, failure,
+                               f'the checkpoint of step {step} ({before})') from None
 
 
 def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: StartupReport,
@@ -441,6 +490,7 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
   manager = checkpoint_manager(workdir, config)
   state = restore_latest(manager, exp.state)
   start = int(state.step)
+  hosts.together(workdir_lib.check_topology, config, workdir, start, errors=USER_ERRORS)
   report.mark('restore_checkpoint')
   writer = open_run(config, workdir, start)
   weights = config_lib.loss_weights(config, exp.shape)
@@ -452,7 +502,7 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
   report.mark('first_batch')
   real_for_pictures = (_points_eval(exp, config.num_eval_points, config.eval_seed)
                        if exp.is_vector else
-                       np.asarray(to_unit_range(first[:config.num_grid_images])))
+                       np.asarray(inference.to_unit_range(first[:config.num_grid_images])))
   batches = parallel.prefetch(chain(first, host_batches))
   r_state = parallel.replicate(state)
   # One compiled step per phase, chosen here on the host (no device-side branch per step), both
@@ -466,7 +516,7 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
     step_fn = make_train_step(exp.model, weights, axis_name=parallel.AXIS, phase=phase,
                               **config_lib.step_options(config))
     pmapped = parallel.pmap_train_step(
-        lambda state, batch, step_fn=step_fn: step_fn(state, to_unit_range(batch)))
+        lambda state, batch, step_fn=step_fn: step_fn(state, inference.to_unit_range(batch)))
     if jax.process_count() > 1:  # ahead-of-time pmap is single-process: compile at first call
       p_steps[phase] = pmapped
       continue
@@ -475,7 +525,7 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
     p_steps[phase] = lowered.compile()  # from the compilation cache on a restart
     report.mark(f'compile_{phase}')
 
-  log = MetricLog(workdir, writer, config)
+  log = MetricLog(workdir, writer, config, start)
   fid_evaluator = create_fid_evaluator(exp, workdir)  # reads the weights before any training
   hooks = []
   if jax.process_index() == 0:
@@ -491,14 +541,8 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
     report.write(workdir, cache_dir, start)
 
   def save(step):
-    host_state = parallel.unreplicate(r_state)
-    try:
-      workdir_lib.assert_finite(host_state, f'The state at step {step}')
-    except FloatingPointError as e:
-      raise TrainingDiverged(f'{e} It is not saved; the last good checkpoint is kept. Try a '
-                             'lower learning_rate or smaller betas.') from None
-    manager.save(step, args=ocp.args.StandardSave(host_state), force=True)
-    manager.wait_until_finished()
+    save_checkpoint(manager, r_state, step, log, workdir,
+                    'Try a lower learning_rate or smaller betas.')
 
   for step in range(start + 1, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
@@ -539,12 +583,10 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
 
 
 def open_run(config: ml_collections.ConfigDict, workdir: str, start: int):
-  """Cuts history.jsonl back to `start`, saves config.json, returns the metric writer (with the
-  hyper-parameters written on a fresh run)."""
-  workdir_lib.truncate_history(workdir, start)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+  """Saves config.json (process 0), returns the metric writer (with the hyper-parameters
+  written on a fresh run)."""
+  if hosts.is_leader():
+    fs.write_text(fs.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if start == 0:
     writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
@@ -563,13 +605,13 @@ def stop_for_signal(log: MetricLog, save, writer, step: int) -> None:
 
 def write_results(log: MetricLog, writer, workdir: str, step: int, results: Dict[str, Any]) -> None:
   """A finished run's curves, eval/ scalars and eval_results.json (files from host 0)."""
-  if jax.process_index() == 0:
+  log.save()
+  if hosts.is_leader():
     never_fatal('curves', write_curves, log.history(), workdir)
   writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items() if v is not None})
   writer.flush()
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
-      json.dump(results, f, indent=2, sort_keys=True)
+  if hosts.is_leader():
+    fs.write_json(fs.join(workdir, 'eval_results.json'), results, indent=2, sort_keys=True)
   logging.info('Final evaluation: %s', results)
 
 
@@ -596,12 +638,11 @@ def load_config(workdir: str,
 
   `defaults` (configs/default.py) supplies fields added since the run was trained.
   """
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  path = fs.join(workdir, 'config.json')
+  if not fs.exists(path):
     raise config_lib.ConfigError(f'No config.json in {workdir!r}: is it the --workdir of a '
                                  'training run? Or pass --config.')
-  with open(path) as f:
-    values = json.load(f)
+  values = fs.read_json(path)
   for key in ('channels', 'mlp_hidden', 'lr_decay_steps', 'style_lod_images', 'style_lod_batch',
               'style_lod_learning_rate', 'style_lod_beta_neg'):
     if key in values:  # (runs saved before a field existed lack it)
@@ -639,9 +680,8 @@ def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
 
 
 def write_fid_results(workdir: str, results: Dict[str, Any]) -> None:
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'fid_results.json'), 'w') as f:
-      json.dump(results, f, indent=2, sort_keys=True)
+  if hosts.is_leader():
+    fs.write_json(fs.join(workdir, 'fid_results.json'), results, indent=2, sort_keys=True)
 
 
 def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num: int = 64,
@@ -653,33 +693,37 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
     return style_train.sample_from_checkpoint(config, workdir, num, interpolation_steps)
   exp = build(config)
   state = ema_view(latest_checkpoint_state(exp, workdir, 'sample from'))
-  folder = os.path.join(workdir, 'samples')
-  os.makedirs(folder, exist_ok=True)
   key_samples, key_ends = jax.random.split(jax.random.PRNGKey(config.eval_seed))
   fake = np.asarray(inference.sample(exp.model, state, key_samples, num, config.recon_loss,
                                      config.prior_std))
   step = int(state.step)
-  paths = []
   if exp.is_clouds:
-    paths.append(os.path.join(folder, f'samples_{step:08d}.npy'))
-    np.save(paths[-1], fake)
-    paths.append(os.path.join(folder, f'samples_{step:08d}.png'))
-    plotting.save_png(plotting.clouds_grid(fake[:16]), paths[-1])
-    return paths
+    return write_samples(workdir, {f'samples_{step:08d}.npy': fake,
+                                   f'samples_{step:08d}.png': plotting.clouds_grid(fake[:16])})
   if exp.is_vector:
-    np.save(os.path.join(folder, f'samples_{step:08d}.npy'), fake)
-    paths.append(os.path.join(folder, f'samples_{step:08d}.npy'))
+    outputs = {f'samples_{step:08d}.npy': fake}
     if exp.shape[0] == 2:
       real = _points_eval(exp, num, config.eval_seed)
-      image = plotting.scatter_2d(real, fake, _grid_range(exp), f'step {step}')
-      paths.append(os.path.join(folder, f'scatter_{step:08d}.png'))
-      plotting.save_png(image, paths[-1])
-    return paths
+      outputs[f'scatter_{step:08d}.png'] = plotting.scatter_2d(real, fake, _grid_range(exp),
+                                                               f'step {step}')
+    return write_samples(workdir, outputs)
   ends = jax.random.normal(key_ends, (2, exp.model.z_dim))
   t = jnp.linspace(0.0, 1.0, interpolation_steps)[:, None]
   strip = inference.decode(exp.model, state, (1 - t) * ends[0] + t * ends[1], config.recon_loss)
-  for name, images, columns in (('samples', fake, 8),
-                                ('interpolation', np.asarray(strip), interpolation_steps)):
-    paths.append(os.path.join(folder, f'{name}_{step:08d}.png'))
-    plotting.save_png(plotting.image_grid(images, columns=columns), paths[-1])
+  return write_samples(workdir, {
+      f'samples_{step:08d}.png': plotting.image_grid(fake, columns=8),
+      f'interpolation_{step:08d}.png': plotting.image_grid(np.asarray(strip),
+                                                           columns=interpolation_steps)})
+
+
+def write_samples(workdir: str, outputs: Dict[str, np.ndarray]) -> List[str]:
+  """Writes WORKDIR/samples/NAME for each output (.npy arrays, .png pictures), on process 0;
+  returns the paths (on every host)."""
+  paths = [fs.join(workdir, 'samples', name) for name in outputs]
+  if hosts.is_leader():
+    for path, value in zip(paths, outputs.values()):
+      if path.endswith('.npy'):
+        fs.save_npy(path, value)
+      else:
+        plotting.save_png(value, path)
   return paths

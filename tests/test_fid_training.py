@@ -61,7 +61,7 @@ def test_four_devices_equal_one_device(fid_weights):
     np.testing.assert_allclose(four[key], one[key], rtol=1e-6)
 
 
-def test_two_hosts_gather_their_rows_in_order():
+def test_two_hosts_gather_rows_agree_on_batch_counts_and_fail_together():
   from test_parallel import _free_port  # pylint: disable=g-import-not-at-top
   address = f'127.0.0.1:{_free_port()}'
   procs = [subprocess.Popen([sys.executable, 'tests/fid_hosts_check.py', address, str(i)],
@@ -73,3 +73,10 @@ def test_two_hosts_gather_their_rows_in_order():
   assert results[0]['share'] == list(range(6)) and results[1]['share'] == list(range(6, 11))
   expected = [[float(i), 10.0 * i] for i in range(11)]
   assert results[0]['gathered'] == results[1]['gathered'] == expected
+  assert results[0]['counts'] == [2, 2, 2] and results[1]['counts'] == [2, 0, 0]
+  for r in results:  # host 1's error on both hosts; rebuilt as its class when it is known
+    assert r['broadcast'] == {'from': 0}
+    assert r['raised'][0] == ['FidError', 'host 1 has no images']
+  assert results[0]['raised'][1] == ['HostError',
+                                     'process 1 failed (FidError): host 1 has no images']
+  assert results[1]['raised'][1] == ['FidError', 'host 1 has no images']  # its own, re-raised

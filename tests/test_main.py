@@ -130,8 +130,8 @@ def stop_long_2d_run(workdir: str, signum: int) -> Tuple[int, str]:
   proc = subprocess.Popen([sys.executable, 'main.py', '--config=configs/toy2d.py:8gaussians',
                            f'--workdir={workdir}', *LONG_2D_FLAGS], cwd=ROOT, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-  deadline = time.time() + 180
-  while not os.path.exists(os.path.join(workdir, 'history.jsonl')) and time.time() < deadline:
+  deadline = time.time() + 180  # startup.json: written once the first step has run
+  while not os.path.exists(os.path.join(workdir, 'startup.json')) and time.time() < deadline:
     time.sleep(0.2)
   proc.send_signal(signum)
   output, _ = proc.communicate(timeout=120)

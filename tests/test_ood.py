@@ -19,7 +19,7 @@ import numpy as np
 
 import real_images
 from configs import image_folder
-from sintrovae_jax import evaluation, input_pipeline, ood, train
+from sintrovae_jax import evaluation, input_pipeline, ood, ood_run, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 300
@@ -84,7 +84,7 @@ def test_ood_on_a_tfds_set_of_other_size_and_channels(tmp_path):
                        num_grid_images=4, num_eval_examples=8, shuffle_buffer=16,
                        likelihood_samples=3, fid_batch_size=4, ood_dataset='cifar10'))
     train.train_and_evaluate(config, workdir)
-    results = ood.ood_from_checkpoint(config, workdir)
+    results = ood_run.ood_from_checkpoint(config, workdir)
   assert (results['num_in'], results['num_out']) == (8, 8)
   assert results['ood_dataset'] == 'cifar10' and results['step'] == 2
   for k in ood.SCORES:

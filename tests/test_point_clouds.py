@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sintrovae_jax import losses, metrics_3d
-from sintrovae_jax.point_clouds import PointDecoder, PointEncoder, chamfer_distance
+from sintrovae_jax.point_clouds import PointDecoder, PointEncoder, chamfer_distance, chamfer_terms
 
 
 def np_chamfer(a, b):
@@ -25,8 +25,14 @@ def test_chamfer_matches_brute_force_in_any_chunking(n, m, chunk):
   a, b = rng.uniform(-0.5, 0.5, (3, n, 3)), rng.uniform(-0.5, 0.5, (3, m, 3))
   got = chamfer_distance(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32), chunk)
   np.testing.assert_allclose(got, np_chamfer(a, b), rtol=1e-4)
-  assert float(chamfer_distance(jnp.asarray(a), jnp.asarray(a), chunk)[0]) == pytest.approx(
-      0.0, abs=1e-5)
+  direct = sum(chamfer_terms(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32), chunk,
+                             direct=True))
+  np.testing.assert_allclose(direct, np_chamfer(a, b), rtol=1e-4)
+  # A cloud against itself: the loss's |a|^2 + |b|^2 - 2 a.b (the reference's) is near 0; the
+  # metrics' coordinate differences give exactly 0.
+  same = jnp.asarray(a, jnp.float32)
+  assert float(chamfer_distance(same, same, chunk)[0]) == pytest.approx(0.0, abs=1e-5)
+  assert np.all(np.asarray(chamfer_terms(same, same, chunk, direct=True)) == 0)
 
 
 def test_chamfer_gradient_moves_each_point_towards_its_nearest_neighbours():
@@ -152,6 +158,48 @@ def test_mmd_cov_and_1nna_on_constructed_sets():
   collapsed = metrics_3d.mmd_cov_1nna(metrics_3d.distances(jnp.asarray(one),
                                                            jnp.asarray(reference)))
   assert float(collapsed['cov_cd']) == pytest.approx(1 / 6)
+
+
+def test_identical_sets_score_exactly_zero():
+  x = jnp.asarray(np.random.default_rng(11).uniform(-0.5, 0.5, (5, 64, 3)), jnp.float32)
+  d = metrics_3d.distances(x, x)
+  assert np.all(np.diag(np.asarray(d.generated_reference)) == 0)
+  assert np.all(np.asarray(d.generated_reference) >= 0)
+  assert float(metrics_3d.mmd_cov_1nna(d)['mmd_cd']) == 0.0
+
+
+def _pointflow_1nna(d):
+  """PointFlow's knn(M_rr, M_rs, M_ss, 1): the union's matrix [references, samples], each
+  column's first minimum (diagonal excluded) as its neighbour, accuracy of its label."""
+  rs = np.asarray(d.generated_reference).T
+  m = np.block([[np.asarray(d.reference_reference), rs],
+                [rs.T, np.asarray(d.generated_generated)]])
+  m = m + np.diag(np.full(len(m), np.inf))
+  label = np.r_[np.ones(rs.shape[0]), np.zeros(rs.shape[1])]
+  return np.mean(label[np.argmin(m, axis=0)] == label)
+
+
+def test_1nna_breaks_exact_ties_as_pointflow_references_first():
+  """Clouds are one shape shifted along x by integers (its points 100 apart, so the CD of two
+  shifts t apart is exactly 2 t^2). References at 0, 2 and samples at -2, -4: reference 0 is
+  equally near reference 2 and sample -2, which goes to the reference (right); sample -2 is
+  equally near reference 0 and sample -4, again the reference (wrong). 3 of 4 right."""
+  shape = np.array([[0, 0, 0], [100, 0, 0], [0, 100, 0], [0, 0, 100]], np.float32)
+  clouds = lambda shifts: jnp.asarray([shape + [t, 0, 0] for t in shifts], jnp.float32)
+  d = metrics_3d.distances(clouds([-2, -4]), clouds([0, 2]))
+  np.testing.assert_array_equal(d.generated_reference, [[8, 32], [32, 72]])
+  np.testing.assert_array_equal(d.reference_reference, [[0, 8], [8, 0]])
+  np.testing.assert_array_equal(d.generated_generated, [[0, 8], [8, 0]])
+  assert float(metrics_3d.mmd_cov_1nna(d)['1nna_cd']) == 0.75 == _pointflow_1nna(d)
+  # A sample halfway between two references covers the first.
+  tie = metrics_3d.distances(clouds([1]), clouds([0, 2, 9]))
+  assert float(metrics_3d.mmd_cov_1nna(tie)['cov_cd']) == pytest.approx(1 / 3)
+  assert int(jnp.argmin(tie.generated_reference[0])) == 0
+  # On sets with ties and without, the rule is PointFlow's.
+  rng = np.random.default_rng(12)
+  for shifts in (rng.integers(-3, 4, (2, 7)), rng.uniform(-3, 3, (2, 7))):
+    d = metrics_3d.distances(clouds(shifts[0]), clouds(shifts[1]))
+    assert float(metrics_3d.mmd_cov_1nna(d)['1nna_cd']) == pytest.approx(_pointflow_1nna(d))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,13 +329,12 @@ def _torch_forward(sd, x, z):
 
 def test_reference_state_dict_imports_and_reproduces_its_forward_pass(tmp_path):
   import torch_files  # pylint: disable=g-import-not-at-top
-  from sintrovae_jax import point_clouds, torch_archive  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax import point_clouds  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(7)
   sd = _reference_state_dict(rng)
   path = str(tmp_path / 'chair_01618_jsd_0.0175.pth')
   torch_files.save_zip(torch_files.state_dict(sd), path)
-  enc, dec, stats = point_clouds.from_torch_state_dict(torch_archive.flatten(
-      torch_archive.load(path)))
+  enc, dec, stats = point_clouds.from_torch_state_dict(point_clouds.read_state_dict(path))
   x = rng.uniform(-0.5, 0.5, (2, 2048, 3)).astype(np.float32)
   z = rng.normal(size=(2, 128)).astype(np.float32)
   hp = jax.lax.Precision.HIGHEST
@@ -304,6 +351,11 @@ def test_reference_state_dict_imports_and_reproduces_its_forward_pass(tmp_path):
     point_clouds.from_torch_state_dict(sd)
   with pytest.raises(point_clouds.StateDictError, match='do not|does not'):
     point_clouds.from_torch_state_dict(dict(_reference_state_dict(rng), extra=np.zeros(3)))
+  # A pickled model (torch.save(model)) reads as an inert record, named in the error.
+  model = torch_files.Object(torch_files.Global('models.vae', 'SoftIntroVAE'), {'training': False})
+  torch_files.save_zip(model, path)
+  with pytest.raises(point_clouds.StateDictError, match='pickled models.vae.SoftIntroVAE object'):
+    point_clouds.read_state_dict(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,8 +16,9 @@ import pytest
 from PIL import Image
 
 from configs import image_folder, toy2d
-from sintrovae_jax import config_lib, input_pipeline, train, workdir as workdir_lib
-from test_main import params_of, run_main, stop_long_2d_run, tiny_2d_flags
+from sintrovae_jax import (config_lib, inference, input_pipeline, lease, train,
+                           workdir as workdir_lib)
+from test_main import ROOT, params_of, run_main, stop_long_2d_run, tiny_2d_flags
 
 
 def _points_config(tmp_path, **overrides):
@@ -209,12 +212,12 @@ def test_a_changed_config_is_refused_unless_it_only_changes_run_length_or_loggin
 
 def test_a_second_run_on_the_same_workdir_is_refused(tmp_path):
   workdir = str(tmp_path / 'run')
-  holder = workdir_lib.lock(workdir)
+  holder = lease.Lease(workdir).acquire()
   try:
-    with pytest.raises(workdir_lib.WorkdirLocked, match=f'pid {os.getpid()}'):
+    with pytest.raises(lease.WorkdirLocked, match=f'pid {os.getpid()}'):
       train.train_and_evaluate(_points_config(tmp_path), workdir)
   finally:
-    holder.close()
+    holder.release()
   assert train.train_and_evaluate(_points_config(tmp_path), workdir)  # free again
 
 
@@ -270,12 +273,12 @@ def test_uint8_images_equal_the_float_path():
   as_float = input_pipeline._decode(tf.constant(image), 16, 3).numpy()  # pylint: disable=protected-access
   as_uint8 = input_pipeline._decode(tf.constant(image), 16, 3, as_uint8=True).numpy()  # pylint: disable=protected-access
   assert as_uint8.dtype == np.uint8 and as_uint8.nbytes * 4 == as_float.nbytes
-  np.testing.assert_allclose(np.asarray(train.to_unit_range(as_uint8)), as_float, rtol=0,
+  np.testing.assert_allclose(np.asarray(inference.to_unit_range(as_uint8)), as_float, rtol=0,
                              atol=np.finfo(np.float32).eps / 2)
   # Resized images are rounded to 8 bits, as a stored image would be: within half a level.
   resized = input_pipeline._decode(tf.constant(image), 8, 3).numpy()  # pylint: disable=protected-access
   rounded = input_pipeline._decode(tf.constant(image), 8, 3, as_uint8=True).numpy()  # pylint: disable=protected-access
-  assert np.abs(np.asarray(train.to_unit_range(rounded)) - resized).max() <= 0.5 / 255 + 1e-7
+  assert np.abs(np.asarray(inference.to_unit_range(rounded)) - resized).max() <= 0.5 / 255 + 1e-7
 
 
 def test_restart_reuses_compiled_steps_and_reports_its_start_up(tmp_path):
@@ -305,3 +308,98 @@ def test_deprecation_warnings_from_our_code_are_errors():
   with warnings.catch_warnings(record=True):  # a library's notice about itself is not an error
     warnings.warn_explicit('about tf itself', DeprecationWarning, 'x.py', 1,
                            module='tensorflow.python.x')
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 3 MiB tmpfs at tmp_path/disk (needs root, as CI has); skipped where it cannot be made."""
+  folder = tmp_path / 'disk'
+  folder.mkdir()
+  made = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', str(folder)],
+                        capture_output=True)
+  if made.returncode:
+    pytest.skip(f'cannot mount a small filesystem here: {made.stderr.decode().strip()}')
+  try:
+    yield folder
+  finally:
+    subprocess.run(['umount', '-l', str(folder)], check=False)
+
+
+def _one_error_line(output: str) -> str:
+  assert 'Traceback' not in output, output[-3000:]
+  errors = [l for l in output.splitlines() if l.startswith('error: ')]
+  assert len(errors) == 1, output[-3000:]
+  return errors[0]
+
+
+def test_a_full_disk_while_saving_ends_in_one_line_and_the_rerun_resumes(small_disk):
+  workdir = str(small_disk / 'run')
+  flags = ['--config=configs/toy2d.py:8gaussians', f'--workdir={workdir}',
+           *tiny_2d_flags(steps=200_000, vae=20), '--config.checkpoint_every_steps=200',
+           '--config.log_every_steps=100000', '--config.compilation_cache_dir=']
+  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.Popen([sys.executable, 'main.py', *flags], cwd=ROOT, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  deadline = time.time() + 180  # topology.json: written after a checkpoint has been saved
+  while not os.path.exists(os.path.join(workdir, 'topology.json')) and time.time() < deadline:
+    time.sleep(0.1)
+  fd = os.open(small_disk / 'ballast', os.O_WRONLY | os.O_CREAT)  # fill the disk
+  try:
+    while os.write(fd, b'\0' * 65536):
+      pass
+  except OSError:  # full: the next save fails
+    pass
+  finally:
+    os.close(fd)
+  output, _ = proc.communicate(timeout=180)
+  assert proc.returncode == 1, output[-3000:]
+  line = _one_error_line(output)
+  config = toy2d.get_config('8gaussians')
+  config.update(dict(mlp_hidden=(16, 16), num_train_steps=200_000, num_vae_steps=20,
+                     batch_size=64))
+  os.remove(small_disk / 'ballast')
+  last = train.checkpoint_manager(workdir, config).latest_step()
+  assert last is not None and last >= 200
+  assert 'No space left on device' in line and 'Free some space' in line, line
+  assert f'the last good one is step {last};' in line and 'MiB' in line, line
+  assert len(output.splitlines()) < 60, output  # not hundreds of lines of background tracebacks
+  out = run_main(*flags, *tiny_2d_flags(steps=last + 10, vae=20)[1:2])  # a shorter run
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f'Resuming from checkpoint at step {last}' in out.stderr
+
+
+def test_a_workdir_that_cannot_be_written_ends_in_one_line(small_disk, tmp_path):
+  flags = ['--config=configs/toy2d.py:8gaussians', *tiny_2d_flags(steps=4, vae=2),
+           '--config.checkpoint_every_steps=2', '--config.compilation_cache_dir=']
+  (tmp_path / 'a_file').write_text('not a folder')
+  out = run_main(*flags, f'--workdir={tmp_path / "a_file"}')
+  assert out.returncode == 1 and 'is a file, not a folder' in _one_error_line(out.stderr)
+
+  run = str(small_disk / 'run')
+  assert run_main(*flags, f'--workdir={run}').returncode == 0
+  subprocess.run(['mount', '-o', 'remount,ro', str(small_disk)], check=True)
+  out = run_main(*flags, '--config.num_train_steps=6', f'--workdir={run}')  # resume: read-only
+  line = _one_error_line(out.stderr)
+  assert out.returncode == 1 and 'Read-only file system' in line and 'writable' in line, line
+  out = run_main('--mode=sample', f'--workdir={run}', '--num_samples=8')
+  line = _one_error_line(out.stderr)
+  assert out.returncode == 1 and 'Read-only file system' in line and 'samples' in line, line
+
+
+def test_a_damaged_manifest_is_passed_over_in_one_warning(tmp_path):
+  """The failed restore's background threads print dozens of tracebacks ("Event loop is
+  closed"); they are held back, and --verbose shows them."""
+  flags = ['--config=configs/toy2d.py:8gaussians', *tiny_2d_flags(steps=4, vae=2),
+           '--config.checkpoint_every_steps=2', '--config.compilation_cache_dir=']
+  outputs = {}
+  for verbose in (False, True):
+    workdir = str(tmp_path / f'run_{verbose}')
+    assert run_main(*flags, f'--workdir={workdir}').returncode == 0
+    _damage(os.path.join(workdir, 'checkpoints', '4'), 'manifest')
+    out = run_main(*flags, f'--workdir={workdir}', '--config.num_train_steps=6',
+                   *(['--verbose'] if verbose else []))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'Checkpoint at step 4' in out.stderr and 'damaged' in out.stderr
+    outputs[verbose] = out.stderr
+  assert 'Traceback' not in outputs[False], outputs[False][-3000:]
+  assert 'Traceback' in outputs[True]  # (what was held back)

@@ -13,6 +13,7 @@ import collections
 import json
 import math
 import os
+import sys
 
 import jax
 import numpy as np
@@ -20,7 +21,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import torch_files
-from sintrovae_jax import progressive, style_checkpoint, style_model, style_step
+from sintrovae_jax import progressive, style_checkpoint, style_model, style_step, torch_archive
 from sintrovae_jax import workdir as workdir_lib
 
 IMAGE_SIZE, LATENT, START, MAXF, MAPPING, FUSED_FROM, CHANNELS = 16, 16, 8, 16, 2, 16, 3
@@ -140,12 +141,19 @@ def _state_dicts(models):
           for module, sd in models.items()}
 
 
-def _save(models, path, **extra):
-  obj = {'models': _state_dicts(models),
-         'auxiliary': {'scheduler': {'encoder_optimizer': {'last_epoch': 270}},
-                       'tracker': {'epoch': 270}}}
-  obj.update(extra)
-  torch_files.save_zip(obj, path)
+def _parameter_shapes(models, *modules):
+  """One optimiser parameter group per module: its tensors' shapes, the blur buffers left out."""
+  return [[v.shape for k, v in models[m].items() if not k.endswith('blur.weight')]
+          for m in modules]
+
+
+def _save(models, path, save=torch_files.save_zip):
+  """The file as the reference's Checkpointer.save writes it: the state dicts under 'models', the
+  optimisers, scheduler and tracker (RunningMeanTorch objects) under 'auxiliary'."""
+  auxiliary = torch_files.reference_auxiliary(
+      np.random.default_rng(4), _parameter_shapes(models, 'discriminator', 'mapping_tl'),
+      _parameter_shapes(models, 'generator', 'mapping_fl'))
+  save({'models': _state_dicts(models), 'auxiliary': auxiliary}, path)
   return path
 
 
@@ -393,6 +401,31 @@ def test_every_leaf_is_converted_with_the_model_shapes(reference):
   assert style_checkpoint.convert_models(plain, model)['ema'] is None
 
 
+@pytest.mark.parametrize('save', [torch_files.save_zip, torch_files.save_legacy],
+                         ids=['zip', 'legacy'])
+def test_the_reference_checkpointer_layout_imports_without_touching_its_classes(
+    reference, tmp_path, save, monkeypatch, caplog):
+  """Every file the reference's training writes holds its tracker's RunningMeanTorch objects
+  (issue 31): it imports, with the tensors of its state dicts, and the `tracker` module is
+  neither imported nor looked into."""
+  models = reference[0]
+  torch_files.ModuleTrap.looked_up.clear()
+  monkeypatch.setitem(sys.modules, 'tracker', torch_files.ModuleTrap('tracker'))
+  path = _save(models, str(tmp_path / 'model_tmp_lod2.pth'), save)
+  with caplog.at_level('WARNING'):
+    converted = style_checkpoint.load_reference_checkpoint(path, _model())
+  assert not torch_files.ModuleTrap.looked_up and not caplog.records
+  want = style_checkpoint.convert_models(models, _model())
+  assert jax.tree.structure(converted) == jax.tree.structure(want)
+  for got, expected in zip(jax.tree.leaves(converted), jax.tree.leaves(want)):
+    np.testing.assert_array_equal(got, expected)
+  auxiliary = torch_archive.load(path)['auxiliary']
+  assert sorted(auxiliary) == ['decoder_optimizer', 'encoder_optimizer', 'scheduler', 'tracker']
+  track = auxiliary['tracker']['tracks']['loss_e']
+  assert isinstance(track, torch_archive.Foreign) and type(track).__name__ == (
+      'tracker.RunningMeanTorch')
+
+
 def _broken(change):
   models = {k: collections.OrderedDict(v) for k, v in _reference_models().items()}
   change(models)
@@ -423,6 +456,12 @@ def test_a_plain_state_dict_is_not_a_training_checkpoint(tmp_path):
   path = str(tmp_path / 'generator.pth')
   torch_files.save_zip(torch_files.state_dict(_reference_models()['generator']), path)
   with pytest.raises(style_checkpoint.StyleCheckpointError, match="plain state dict.*no 'models'"):
+    style_checkpoint.load_reference_checkpoint(path, _model())
+  # A pickled model object (torch.save(model)) loads as an inert record, named in the error.
+  model = torch_files.Object(torch_files.Global('model', 'SoftIntroVAEModelTL'), {'training': True})
+  torch_files.save_zip(model, path)
+  with pytest.raises(style_checkpoint.StyleCheckpointError,
+                     match="a pickled model.SoftIntroVAEModelTL object, with no 'models'"):
     style_checkpoint.load_reference_checkpoint(path, _model())
 
 
