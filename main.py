@@ -16,7 +16,7 @@ import jax
 from ml_collections import config_flags
 
 from configs import default as default_config
-from sintrovae_jax import hosts, lease, ood, ood_run, train
+from sintrovae_jax import hosts, lease, ood, ood_run, programs, train
 from sintrovae_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -107,18 +107,18 @@ def _main(argv):
         print(json.dumps({k: v for k, v in results.items() if k in ood.SCORES}, sort_keys=True))
       return
     if FLAGS.mode == 'sample':
-      for path in train.sample_from_checkpoint(config, FLAGS.workdir, FLAGS.num_samples):
+      for path in programs.sample_from_checkpoint(config, FLAGS.workdir, FLAGS.num_samples):
         logging.info('Wrote %s', path)
       return
     if FLAGS.inception_weights:
       config.fid_inception_weights = FLAGS.inception_weights
-    results = train.fid_from_checkpoint(config, FLAGS.workdir)
+    results = programs.fid_from_checkpoint(config, FLAGS.workdir)
     if jax.process_index() == 0:
       print(json.dumps(results, sort_keys=True))
     return
   if FLAGS.config is None:
     raise app.UsageError('--config is required to train, e.g. --config=configs/toy2d.py:8gaussians')
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  programs.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from sintrovae_jax import config_lib, fs, hosts, input_pipeline, likelihood, train
+from sintrovae_jax import config_lib, fs, hosts, input_pipeline, likelihood, programs, train
 from sintrovae_jax.ood import SCORES, Scorer, detection_metrics, histograms, score_images
 from sintrovae_jax.train_state import ema_view
 
@@ -28,10 +28,9 @@ def ood_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for an OOD request that cannot run, before anything loads or compiles."""
-  if config.get('variant') == 'style':
-    raise config_lib.ConfigError('--mode=ood is for the networks of ALGORITHM.md; the style '
-                                 'variant has no likelihood estimate here (its decoder draws '
-                                 'noise inputs that the estimate would have to integrate out).')
+  no_ood = programs.of(config).no_ood
+  if no_ood:
+    raise config_lib.ConfigError(f'--mode=ood is for the networks of ALGORITHM.md; {no_ood}.')
   if not config_lib.is_image_data(config):
     raise config_lib.ConfigError('--mode=ood is for image runs; this run trained on '
                                  f'dataset={config.dataset!r}.')

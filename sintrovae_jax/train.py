@@ -405,9 +405,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
   run; a checkpoint is written before pictures and evaluation, which cannot lose it. Start-up
   times go to WORKDIR/startup.json.
   """
-  if config.get('variant') == 'style':  # progressive phases: a loop of its own
-    from sintrovae_jax import style_train  # pylint: disable=g-import-not-at-top
-    return style_train.train_and_evaluate(config, workdir)
   return run_program(config, workdir, build, _train)
 
 
@@ -665,9 +662,6 @@ def latest_checkpoint_state(exp: Experiment, workdir: str, purpose: str) -> Trai
 
 def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """FID, KID and reconstruction FID of the latest checkpoint, also written to fid_results.json."""
-  if config.get('variant') == 'style':
-    from sintrovae_jax import style_train  # pylint: disable=g-import-not-at-top
-    return style_train.fid_from_checkpoint(config, workdir)
   exp = build(config)
   if exp.is_vector or exp.is_clouds or not config.fid_inception_weights:
     raise config_lib.ConfigError('--mode=fid needs an image run and the Inception weights: pass '
@@ -688,9 +682,6 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
                            interpolation_steps: int = 10) -> List[str]:
   """Writes `num` generated examples and an interpolation strip from the latest checkpoint (its
   weight EMA, when the run kept one)."""
-  if config.get('variant') == 'style':
-    from sintrovae_jax import style_train  # pylint: disable=g-import-not-at-top
-    return style_train.sample_from_checkpoint(config, workdir, num, interpolation_steps)
   exp = build(config)
   state = ema_view(latest_checkpoint_state(exp, workdir, 'sample from'))
   key_samples, key_ends = jax.random.split(jax.random.PRNGKey(config.eval_seed))

@@ -16,10 +16,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import real_images
-from configs import image_folder
-from sintrovae_jax import evaluation, input_pipeline, ood, ood_run, train
+from configs import ffhq256, image_folder, toy2d
+from sintrovae_jax import config_lib, evaluation, input_pipeline, ood, ood_run, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 300
@@ -102,3 +103,11 @@ def test_scores_on_four_devices_equal_one_device():
   for k in ood.SCORES:
     assert len(one[k]) == 7
     np.testing.assert_allclose(four[k], one[k], rtol=1e-5, atol=1e-6)
+
+
+def test_ood_refuses_what_it_cannot_score_before_anything_loads():
+  for config, words in ((ffhq256.get_config(), 'the style variant has no likelihood estimate'),
+                        (toy2d.get_config('8gaussians'), 'is for image runs'),
+                        (image_folder.get_config(), 'needs the out-of-distribution set')):
+    with pytest.raises(config_lib.ConfigError, match=words):
+      ood_run.check_config(config)

@@ -14,7 +14,7 @@ import pytest
 from configs import ffhq256
 from devices import cpu_devices_env
 from sintrovae_jax import losses, progressive, style_nets, style_optim, style_step, style_train
-from sintrovae_jax import train
+from sintrovae_jax import programs, train
 from sintrovae_jax.objectives import LossWeights
 from sintrovae_jax.style_model import StyleVAE
 
@@ -360,7 +360,7 @@ def test_trains_through_two_resolutions_and_resumes_exactly_across_the_switch(
     np.testing.assert_array_equal(a, b)
 
   # Sampling from the run: plain, truncated, mixed grids and an interpolation strip.
-  paths = train.sample_from_checkpoint(config, str(tmp_path / 'full'), num=4)
+  paths = programs.sample_from_checkpoint(config, str(tmp_path / 'full'), num=4)
   assert sorted(os.path.basename(p).rsplit('_', 1)[0] for p in paths) == [
       'interpolation', 'samples', 'samples_mixed', 'samples_truncated']
 
