@@ -32,6 +32,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Recompute the image networks' residual blocks in the backward pass instead of keeping their
   # activations: less memory per image (for 1024 px), more FLOPs. Same gradients.
   c.remat = False
+  # Training steps per compiled call (one program runs up to this many, fewer where a log,
+  # checkpoint, picture, FID or phase boundary comes first): fewer dispatches for small, launch-
+  # bound steps. Any value > 1 trains bit for bit as any other; 1 (one program per step) equals
+  # them to float32 rounding (XLA fuses a loop body otherwise than a lone step).
+  c.steps_per_dispatch = 1
 
   # Objective (ALGORITHM.md).
   c.beta_kl = 1.0

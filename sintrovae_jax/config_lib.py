@@ -141,6 +141,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     _fail('compute_dtype', config.compute_dtype, f'expected one of {tuple(COMPUTE_DTYPES)}')
   if not isinstance(config.remat, bool):
     _fail('remat', config.remat, 'expected True or False')
+  if (not isinstance(config.steps_per_dispatch, int) or isinstance(config.steps_per_dispatch, bool)
+      or config.steps_per_dispatch <= 0):
+    _fail('steps_per_dispatch', config.steps_per_dispatch, 'expected a positive integer')
   if config.matmul_precision not in MATMUL_PRECISIONS:
     _fail('matmul_precision', config.matmul_precision,
           f'expected one of {tuple(MATMUL_PRECISIONS)}')
@@ -258,7 +261,7 @@ def _validate_style(config, num_devices: Optional[int]) -> None:
     _fail('recon_loss', config.recon_loss, "the style variant trains with 'mse'")
   # Options of the other step that the style step does not take: say so rather than ignore them.
   for field, off in (('ema_decay', 0.0), ('augment', ''), ('num_vae_steps', 0),
-                     ('compute_dtype', 'float32'), ('remat', False)):
+                     ('compute_dtype', 'float32'), ('remat', False), ('steps_per_dispatch', 1)):
     if config[field] != off:
       _fail(field, config[field], f'the style variant does not use it (it keeps its own EMA, '
             f'style_ema_half_life_images, and its warm-up, style_vae_images, in float32); '

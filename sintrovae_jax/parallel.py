@@ -11,7 +11,7 @@ as one device with the same global batch. Two ways to run it on many devices:
   `shard_map` on a 1D `Mesh`, state replicated and batch split along the mesh axis.
 """
 
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import flax.jax_utils
 import jax
@@ -45,9 +45,25 @@ def shard(batch: np.ndarray) -> np.ndarray:
   return batch.reshape((n, batch.shape[0] // n) + batch.shape[1:])
 
 
+def shard_block(batches: Sequence[np.ndarray], size: int) -> np.ndarray:
+  """n <= `size` host batches [per_host, ...] -> one block [local_devices, size, per_device, ...]
+  for `train_step.steps_in_one_call`, zeros past n (each batch split over devices as `shard`)."""
+  first = np.asarray(batches[0])
+  block = np.zeros((size,) + first.shape, first.dtype)
+  block[:len(batches)] = batches
+  n = jax.local_device_count()
+  block = block.reshape((size, n, first.shape[0] // n) + first.shape[1:])
+  return np.swapaxes(block, 0, 1)
+
+
 def prefetch(batches: Iterator[np.ndarray], size: int = 2) -> Iterator[jax.Array]:
   """Shards host batches and keeps `size` of them on the devices ahead of the step."""
   return flax.jax_utils.prefetch_to_device(map(shard, batches), size)
+
+
+def prefetch_blocks(blocks: Iterator[np.ndarray], size: int = 2) -> Iterator[jax.Array]:
+  """Blocks already split over the local devices (`shard_block`), kept `size` ahead on them."""
+  return flax.jax_utils.prefetch_to_device(blocks, size)
 
 
 def pmap_train_step(step_fn):

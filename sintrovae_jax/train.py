@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ from sintrovae_jax import (config_lib, evaluation, fid, fid_eval, fs, hosts, inc
                            toy_data, workdir as workdir_lib)
 from sintrovae_jax.train_state import (TrainState, create_train_state, ema_view,
                                        learning_rate_schedule, make_optimizer)
-from sintrovae_jax.train_step import make_train_step
+from sintrovae_jax.train_step import make_train_step, steps_in_one_call
 from sintrovae_jax.vae import SoftIntroVAE
 from sintrovae_jax.workdir import checkpoint_manager, restore_latest
 
@@ -500,10 +500,12 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
   real_for_pictures = (_points_eval(exp, config.num_eval_points, config.eval_seed)
                        if exp.is_vector else
                        np.asarray(inference.to_unit_range(first[:config.num_grid_images])))
-  batches = parallel.prefetch(chain(first, host_batches))
   r_state = parallel.replicate(state)
   # One compiled step per phase, chosen here on the host (no device-side branch per step), both
-  # compiled now (ahead of time): a restarted run finds them in the compilation cache.
+  # compiled now (ahead of time): a restarted run finds them in the compilation cache. With
+  # steps_per_dispatch = k > 1, one program per phase runs up to k steps per call instead.
+  k = config.steps_per_dispatch
+  example = parallel.shard(first) if k == 1 else parallel.shard_block([first], k)
   p_steps = {}
   needed = {'vae': start < config.num_vae_steps,
             'soft_intro': config.num_train_steps > config.num_vae_steps}
@@ -512,12 +514,19 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
       continue  # this run never takes that phase
     step_fn = make_train_step(exp.model, weights, axis_name=parallel.AXIS, phase=phase,
                               **config_lib.step_options(config))
-    pmapped = parallel.pmap_train_step(
-        lambda state, batch, step_fn=step_fn: step_fn(state, inference.to_unit_range(batch)))
+    if k == 1:
+      pmapped = parallel.pmap_train_step(
+          lambda state, batch, step_fn=step_fn: step_fn(state, inference.to_unit_range(batch)))
+      args = (r_state, example)
+    else:
+      steps = steps_in_one_call(lambda state, batch, step_fn=step_fn: step_fn(
+          state, inference.to_unit_range(batch)))
+      pmapped = parallel.pmap_train_step(steps)
+      args = (r_state, example, _per_device(1))
     if jax.process_count() > 1:  # ahead-of-time pmap is single-process: compile at first call
       p_steps[phase] = pmapped
       continue
-    lowered = pmapped.lower(r_state, parallel.shard(first))
+    lowered = pmapped.lower(*args)
     report.mark(f'trace_{phase}')
     p_steps[phase] = lowered.compile()  # from the compilation cache on a restart
     report.mark(f'compile_{phase}')
@@ -541,10 +550,12 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
     save_checkpoint(manager, r_state, step, log, workdir,
                     'Try a lower learning_rate or smaller betas.')
 
-  for step in range(start + 1, config.num_train_steps + 1):
-    with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      phase = 'vae' if step <= config.num_vae_steps else 'soft_intro'
-      r_state, metrics = p_steps[phase](r_state, next(batches))
+  run = _one_step_per_call if k == 1 else _steps_per_call
+  stop = False
+  for step, metrics, new_state in run(p_steps, config, start, chain(first, host_batches),
+                                      r_state, fid_evaluator is not None):
+    if new_state is not None:  # the call that ran `step` has ended: its state is current
+      r_state = new_state
     if step == start + 1:
       jax.block_until_ready(metrics)
       report.mark('first_step')
@@ -565,7 +576,8 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
                    step, real_for_pictures, writer, workdir)
     if fid_evaluator and config.fid_every_steps and step % config.fid_every_steps == 0 and not last:
       log.write_fid(step, measure_fid(fid_evaluator, r_state))
-    if preempted(step):
+    stop = preempted(step) or stop  # (every step asks: JAX's sync point may be any of them)
+    if stop and new_state is not None:
       stop_for_signal(log, save, writer, step)
       return None
 
@@ -577,6 +589,57 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
     results.update(fid_results)
   write_results(log, writer, workdir, config.num_train_steps, results)
   return results
+
+
+def _phase(config, step: int) -> str:
+  return 'vae' if step <= config.num_vae_steps else 'soft_intro'
+
+
+def _one_step_per_call(p_steps, config, start: int, host_batches, r_state, fid_on: bool):
+  """Yields (step, its metrics, the state after it), one compiled call per step."""
+  del fid_on
+  batches = parallel.prefetch(host_batches)
+  for step in range(start + 1, config.num_train_steps + 1):
+    with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      r_state, metrics = p_steps[_phase(config, step)](r_state, next(batches))
+    yield step, metrics, r_state
+
+
+def call_sizes(config, start: int, fid_on: bool) -> Iterator[int]:
+  """Steps per compiled call from `start` on: up to steps_per_dispatch, each call ending at the
+  next step where the loop acts (logging, checkpoint, pictures, FID, the phase switch, the end),
+  so that it acts on the state of exactly that step."""
+  every = [config.log_every_steps, config.checkpoint_every_steps, config.sample_every_steps]
+  every += [config.fid_every_steps] if fid_on and config.fid_every_steps else []
+  step = start
+  while step < config.num_train_steps:
+    stops = [config.num_train_steps] + [(step // e + 1) * e for e in every]
+    if step < config.num_vae_steps:
+      stops.append(config.num_vae_steps)
+    n = min(config.steps_per_dispatch, min(stops) - step)
+    yield n
+    step += n
+
+
+def _per_device(n: int) -> np.ndarray:
+  return np.full((jax.local_device_count(),), n, np.int32)
+
+
+def _steps_per_call(p_steps, config, start: int, host_batches, r_state, fid_on: bool):
+  """Yields (step, its metrics, the state after it or None inside a call), running up to
+  steps_per_dispatch steps per compiled call (`call_sizes`). A call's metrics are fetched to the
+  host when it ends, one row per step, in the form `parallel.unreplicate` reads."""
+  k, step = config.steps_per_dispatch, start
+  sizes = list(call_sizes(config, start, fid_on))
+  blocks = parallel.prefetch_blocks(
+      (parallel.shard_block([next(host_batches) for _ in range(n)], k) for n in sizes))
+  for n, block in zip(sizes, blocks):
+    with jax.profiler.StepTraceAnnotation('train', step_num=step + 1):
+      r_state, metrics = p_steps[_phase(config, step + 1)](r_state, block, _per_device(n))
+    rows = parallel.unreplicate(metrics)  # [k, ...] on the host
+    for i in range(n):
+      step += 1
+      yield step, jax.tree.map(lambda v, i=i: v[i:i + 1], rows), r_state if i == n - 1 else None
 
 
 def open_run(config: ml_collections.ConfigDict, workdir: str, start: int):

@@ -250,6 +250,31 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
   return step
 
 
+def steps_in_one_call(step_fn: Callable) -> Callable:
+  """`step_fn` run n times in one compiled call: `(state, batches [K, ...], n) -> (state,
+  metrics [K, ...])`, on the first n <= K batches; metrics past n are zeros.
+
+  n is an argument, not a constant, so one program serves every n and XLA cannot specialise the
+  loop: a run with k steps per call equals one with any other k bit for bit (within one
+  program's loop body). A lone `step_fn` call is compiled with other fusions than the loop body
+  and equals it to float32 rounding only.
+  """
+
+  def run(state, batches, n):
+    _, shapes = jax.eval_shape(step_fn, state, batches[0])
+    metrics = jax.tree.map(lambda v: jnp.zeros((batches.shape[0],) + v.shape, v.dtype), shapes)
+
+    def body(i, carry):
+      state, metrics = carry
+      state, m = step_fn(state, jax.lax.dynamic_index_in_dim(batches, i, keepdims=False))
+      return state, jax.tree.map(lambda a, v: jax.lax.dynamic_update_index_in_dim(a, v, i, 0),
+                                 metrics, m)
+
+    return jax.lax.fori_loop(0, n, body, (state, metrics))
+
+  return run
+
+
 def _learning_rate(state: TrainState) -> jax.Array:
   """The learning rate of the encoder's last Adam update (from its injected hyper-parameters)."""
   hp = getattr(state.encoder_opt_state, 'hyperparams', None)

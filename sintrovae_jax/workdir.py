@@ -37,7 +37,7 @@ RESUMABLE_CHANGES = frozenset({
     'eval_split', 'num_eval_examples', 'num_eval_points', 'data_dir', 'fid_inception_weights',
     'fid_every_steps', 'fid_num_samples', 'fid_num_reference', 'fid_batch_size', 'fid_cache_dir',
     'fid_matrix_sqrt', 'kid_subsets', 'kid_subset_size', 'compilation_cache_dir',
-    'matmul_precision', 'remat'})
+    'matmul_precision', 'remat', 'steps_per_dispatch'})
 
 
 class ConfigChanged(ConfigError):
