@@ -42,13 +42,6 @@ def reference_key(config: ml_collections.ConfigDict, weights_digest: str) -> str
   return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _all_hosts_agree(flag: bool) -> bool:
-  if jax.process_count() == 1:
-    return flag
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return bool(np.min(multihost_utils.process_allgather(np.int32(flag))))
-
-
 class FidEvaluator:
   """Generated, reconstructed and real Inception features of a run, and their FID and KID."""
 
@@ -85,7 +78,7 @@ class FidEvaluator:
   def reference(self) -> fid.FeatureSet:
     """The training split's features: from the cache, or computed on all hosts and cached."""
     if self._reference is None:
-      if _all_hosts_agree(fs.exists(self.reference_file)):
+      if hosts.all_hosts(fs.exists(self.reference_file)):
         self._reference = fid.FeatureSet.load(self.reference_file)
         logging.info('FID reference statistics (%d images) from %s', self._reference.num,
                      self.reference_file)

@@ -94,9 +94,9 @@ def broadcast(value: Any) -> Any:
   return json.loads(exchange(json.dumps(value) if is_leader() else 'null')[0])
 
 
-def any_host(flag: bool) -> bool:
-  """Whether `flag` is true on some host."""
-  return any(t == '1' for t in exchange('1' if flag else '0'))
+def all_hosts(flag: bool) -> bool:
+  """Whether `flag` is true on every host."""
+  return all(t == '1' for t in exchange('1' if flag else '0'))
 
 
 def together(fn: Callable[..., Any], *args, errors: Sequence[Type[BaseException]] = (),

@@ -438,12 +438,10 @@ def run_program(config: ml_collections.ConfigDict, workdir: str, build_fn, train
 
 
 def _checked_build(config, workdir: str, build_fn):
-  """`build_fn(config)` after the workdir, config and data checks (process 0 reads the workdir)."""
+  """`build_fn(config)` after the config and data checks (process 0 reads the workdir; a
+  workdir that is a file is the lease's to refuse)."""
   exp = build_fn(config)
   if hosts.is_leader():
-    if fs.isfile(workdir):
-      raise lease.WorkdirError(f'--workdir={workdir!r} is a file, not a folder: give a folder '
-                               '(it is created if missing).')
     workdir_lib.check_config(config, workdir)
   input_pipeline.check_data(config)
   return exp

@@ -38,7 +38,8 @@ def main(address, process_id):
       raised.append([type(e).__name__, str(e)])
   print(json.dumps({'process': process_id, 'share': share.tolist(),
                     'gathered': gathered.tolist(), 'counts': counts, 'raised': raised,
-                    'broadcast': hosts.broadcast({'from': process_id})}))
+                    'broadcast': hosts.broadcast({'from': process_id}),
+                    'all': [hosts.all_hosts(True), hosts.all_hosts(process_id == 0)]}))
 
 
 if __name__ == '__main__':

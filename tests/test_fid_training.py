@@ -75,7 +75,7 @@ def test_two_hosts_gather_rows_agree_on_batch_counts_and_fail_together():
   assert results[0]['gathered'] == results[1]['gathered'] == expected
   assert results[0]['counts'] == [2, 2, 2] and results[1]['counts'] == [2, 0, 0]
   for r in results:  # host 1's error on both hosts; rebuilt as its class when it is known
-    assert r['broadcast'] == {'from': 0}
+    assert r['broadcast'] == {'from': 0} and r['all'] == [True, False]
     assert r['raised'][0] == ['FidError', 'host 1 has no images']
   assert results[0]['raised'][1] == ['HostError',
                                      'process 1 failed (FidError): host 1 has no images']
