@@ -134,6 +134,8 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any) -> Any:
         restored = manager.restore(step, args=ocp.args.StandardRestore(state))
     except Exception as e:  # pylint: disable=broad-except  # any failure to read: try an older one
       why = _first_line(e)
+      if SHOW_STORAGE_TRACEBACKS:  # --verbose: the failure itself, whatever orbax's threads print
+        logging.warning('Restoring step %d failed:', step, exc_info=True)
     whys = [f'process {i}: {w}' if jax.process_count() > 1 else w
             for i, w in enumerate(hosts.exchange(why)) if w]
     if whys:

@@ -387,8 +387,9 @@ def test_a_workdir_that_cannot_be_written_ends_in_one_line(small_disk, tmp_path)
 
 
 def test_a_damaged_manifest_is_passed_over_in_one_warning(tmp_path):
-  """The failed restore's background threads print dozens of tracebacks ("Event loop is
-  closed"); they are held back, and --verbose shows them."""
+  """The failed restore's background threads may print dozens of tracebacks ("Event loop is
+  closed", depending on the orbax version); they are held back, and --verbose shows the restore's
+  own traceback (and whatever the threads printed)."""
   flags = ['--config=configs/toy2d.py:8gaussians', *tiny_2d_flags(steps=4, vae=2),
            '--config.checkpoint_every_steps=2', '--config.compilation_cache_dir=']
   outputs = {}
@@ -402,4 +403,4 @@ def test_a_damaged_manifest_is_passed_over_in_one_warning(tmp_path):
     assert 'Checkpoint at step 4' in out.stderr and 'damaged' in out.stderr
     outputs[verbose] = out.stderr
   assert 'Traceback' not in outputs[False], outputs[False][-3000:]
-  assert 'Traceback' in outputs[True]  # (what was held back)
+  assert 'Restoring step 4 failed' in outputs[True] and 'Traceback' in outputs[True]
