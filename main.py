@@ -16,8 +16,10 @@ import jax
 from ml_collections import config_flags
 
 from configs import default as default_config
-from sintrovae_jax import hosts, lease, ood, ood_run, programs, train
-from sintrovae_jax import workdir as workdir_lib
+from sintrovae_jax.evaluators import ood
+from sintrovae_jax.io import hosts
+from sintrovae_jax.program import lease, ood_run, registry as programs, train
+from sintrovae_jax.program import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file (e.g. configs/celebahq.py).',

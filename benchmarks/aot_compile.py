@@ -41,8 +41,10 @@ from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
 from benchmarks import roofline  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import config_lib, parallel  # pylint: disable=g-import-not-at-top
-from sintrovae_jax.inference import to_unit_range  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.core import parallel  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.data import kinds
+from sintrovae_jax.program import config_lib
+from sintrovae_jax.core.inference import to_unit_range  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)
@@ -77,7 +79,7 @@ def compile_step(config, topology: str, per_chip: int, dtype: str, phase: str,
   config.compute_dtype = dtype
   config.batch_size = per_chip * len(devices)
   config_lib.validate(config, num_devices=len(devices))
-  shape = config_lib.data_shape(config)
+  shape = kinds.data_shape(config)
   model = config_lib.create_model(config, shape)
   if batchnorm_stats == 'per_chip':
     model = _PerChipBatchNorm(model.encoder, model.decoder)

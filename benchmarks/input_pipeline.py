@@ -28,7 +28,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
 from configs import image_folder  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.data import pipeline as input_pipeline  # pylint: disable=g-import-not-at-top
 
 
 def pictures(num: int, size: int, rng) -> list:

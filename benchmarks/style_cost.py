@@ -20,7 +20,8 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 from benchmarks import roofline  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import config_lib, progressive, style_step, style_train  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.families.style import progressive, step as style_step  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.program import config_lib, style_train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'configs/ffhq256.py', 'A style config.')

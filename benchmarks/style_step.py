@@ -22,7 +22,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from benchmarks import roofline  # pylint: disable=g-import-not-at-top
 from configs import celebahq256_style, ffhq256  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import config_lib, progressive, style_step  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.families.style import progressive, step as style_step  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.program import config_lib
 
 CONFIGS = {'configs/ffhq256.py': ffhq256.get_config,
            'configs/celebahq256_style.py': celebahq256_style.get_config}

@@ -26,8 +26,9 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
 from configs import celebahq, cifar10, toy2d  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import config_lib  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.data import kinds  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.program import config_lib  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.core import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
 from benchmarks import roofline  # pylint: disable=g-import-not-at-top
 
 CONFIGS = {'cifar10': cifar10.get_config, 'celebahq': celebahq.get_config,
@@ -60,7 +61,7 @@ def bench(name: str, batch: int, dtype: str, steps: int, warmup: int, per_call: 
   program main.py runs with --config.steps_per_dispatch); ms/step = call time / per_call."""
   config = CONFIGS[name]()
   config.compute_dtype = dtype
-  shape = config_lib.data_shape(config)
+  shape = kinds.data_shape(config)
   model = config_lib.create_model(config, shape)
   weights = config_lib.loss_weights(config, shape)
   tx = sv.make_optimizer(sv.learning_rate_schedule(config.learning_rate))

@@ -8,7 +8,7 @@ As the reference's soft_intro_vae_bootstrap/ runs it, with these choices:
 - The target decoder is refreshed from D (parameters and BatchNorm statistics) once per epoch:
   every ceil(50,000 / 32) = 1,563 steps. It starts from its own random initialisation, as there.
 - num_vae_steps = 0, as there. (Its warm-up, if enabled, reconstructs through the frozen target
-  and never trains D; ours goes through D: sintrovae_jax/objectives.py, vae_objective.)
+  and never trains D; ours goes through D: sintrovae_jax/core/objectives.py, vae_objective.)
 - Pictures reconstruct through D (the reference's previews go through T).
 """
 

@@ -18,7 +18,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import fid, fs, image_files, inception  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.data import image_files  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.evaluators import fid, inception
+from sintrovae_jax.io import fs
 
 
 class InputError(ValueError):

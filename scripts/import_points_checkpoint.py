@@ -5,7 +5,7 @@
   python main.py --mode=sample --workdir=/tmp/chair --num_samples=16
 
 The file is the reference's plain `model.state_dict()` (VARIANTS.md 3.2), read without torch and
-without running any pickled code (sintrovae_jax/torch_archive.py). The workdir gets an orbax
+without running any pickled code (sintrovae_jax/interop/torch_archive.py). The workdir gets an orbax
 checkpoint of configs/shapenet_points.py's state with those networks (Adam states fresh, step 0)
 and its config.json, so `--mode=sample` works on it, and a later training run with the same config
 continues from it. Errors print one line and exit 1.
@@ -21,14 +21,17 @@ import jax  # pylint: disable=g-import-not-at-top
 import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
 from configs import shapenet_points  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import fs, point_clouds, torch_archive, train  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.interop import points_checkpoint  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.interop import torch_archive
+from sintrovae_jax.io import fs
+from sintrovae_jax.program import train
 
 
 def import_checkpoint(path: str, category: str, workdir: str, data_dir: str = '') -> str:
   """Writes WORKDIR/checkpoints/0 and WORKDIR/config.json; returns the checkpoint folder."""
   config = shapenet_points.get_config(category)
   config.data_dir = data_dir
-  enc, dec, stats = point_clouds.from_torch_state_dict(point_clouds.read_state_dict(path))
+  enc, dec, stats = points_checkpoint.from_torch_state_dict(points_checkpoint.read_state_dict(path))
   exp = train.build(config)
   state = exp.state.replace(
       encoder_params=enc, decoder_params=dec, batch_stats=dict(exp.state.batch_stats,
@@ -38,7 +41,7 @@ def import_checkpoint(path: str, category: str, workdir: str, data_dir: str = ''
   want = jax.tree.map(lambda a: a.shape, (exp.state.encoder_params, exp.state.decoder_params))
   got = jax.tree.map(lambda a: a.shape, (enc, dec))
   if want != got:
-    raise point_clouds.StateDictError(f'{path!r} has layer shapes {got}, the config expects '
+    raise points_checkpoint.StateDictError(f'{path!r} has layer shapes {got}, the config expects '
                                       f'{want}.')
   manager = train.checkpoint_manager(workdir, config)
   manager.save(0, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
@@ -59,7 +62,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   try:
     folder = import_checkpoint(args.path, args.category, args.workdir, args.data_dir)
-  except (OSError, point_clouds.StateDictError, torch_archive.ArchiveFormatError,
+  except (OSError, points_checkpoint.StateDictError, torch_archive.ArchiveFormatError,
           torch_archive.UnsafeArchiveError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -6,7 +6,7 @@
 
 PATH is a reference training checkpoint (`{'models': ..., 'auxiliary': ...}`, VARIANTS.md 1.9: the
 released ffhq_fid_17.55_epoch_270.pth / celebahq_fid_18.63_epoch_230.pth, or a model_tmp_*.pth),
-read without torch and without running any pickled code (sintrovae_jax/torch_archive.py).
+read without torch and without running any pickled code (sintrovae_jax/interop/torch_archive.py).
 --config (default configs/ffhq256.py; configs/celebahq256_style.py for CelebA-HQ) must describe
 the file's architecture: a difference is reported with the values to set.
 
@@ -32,11 +32,13 @@ from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
 # pylint: disable=g-import-not-at-top
-from sintrovae_jax import (config_lib, progressive, style_checkpoint, style_model, style_step,
-                           torch_archive)
-from sintrovae_jax import fs, lease  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-from sintrovae_jax.config_lib import ConfigError  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.families.style import progressive, model as style_model, step as style_step
+from sintrovae_jax.interop import style_checkpoint, torch_archive
+from sintrovae_jax.program import config_lib
+from sintrovae_jax.io import fs  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.program import lease
+from sintrovae_jax.program import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.program.config_lib import ConfigError  # pylint: disable=g-import-not-at-top
 
 DEFAULT_CONFIG = os.path.join(ROOT, 'configs', 'ffhq256.py')
 REFERENCE_FUSED_FROM = 128  # net.py: fused_scale = resolution >= 128, hard-coded

@@ -16,7 +16,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from sintrovae_jax import inference, metrics_2d, toy_data, train  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.core import inference  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.data import toy as toy_data
+from sintrovae_jax.evaluators import metrics_2d
+from sintrovae_jax.program import train
 
 
 def spread(pairs, grid_range):

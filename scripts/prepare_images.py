@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
-from sintrovae_jax import fs, image_files  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.data import image_files  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.io import fs
 
 
 def square(image: Image.Image, size: int) -> Image.Image:

@@ -22,7 +22,10 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
 from configs import toy2d  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import config_lib, evaluation, plotting, toy_data  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.data import toy as toy_data  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.evaluators import quality as evaluation
+from sintrovae_jax.io import plotting
+from sintrovae_jax.program import config_lib
 
 # ANCHORS.md: the authors' code, seed 92, (KL, JSD, gnELBO, wall seconds on this 2-core CPU).
 REFERENCE = {'8gaussians': (2.0844, 1.3657, 6.27e-08, 2807),

@@ -1,6 +1,6 @@
 """A stand-in bucket for tests: TensorFlow's in-memory `ram://` filesystem, made known to etils.epath.
 
-Everything we read or write goes through etils.epath (sintrovae_jax.fs, orbax, JAX's compilation
+Everything we read or write goes through etils.epath (sintrovae_jax.io.fs, orbax, JAX's compilation
 cache) or tf.io.gfile (TFDS, TensorBoard, tf.data), which is the route a `gs://` path takes when
 TensorFlow is installed: epath sends gs:// to tf.io.gfile. `ram://` is served by that same
 tf.io.gfile in memory, so a run whose workdir and data are `ram://...` uses exactly the code a

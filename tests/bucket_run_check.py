@@ -22,7 +22,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
 from configs import default, image_folder  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import fs, ood_run, train  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.io import fs  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.program import ood_run, train
 
 ROOT = 'ram://bucket'
 WORKDIR = f'{ROOT}/run'

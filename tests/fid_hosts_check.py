@@ -13,7 +13,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sintrovae_jax import fid, hosts  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.evaluators import fid  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.io import hosts
 
 
 def main(address, process_id):

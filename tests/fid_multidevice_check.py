@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
 from configs import default  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import fid_eval, parallel  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.core import parallel  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.evaluators import fid_evaluator as fid_eval
 
 
 def main(weights):

@@ -17,7 +17,8 @@ import jax
 import numpy as np
 
 import sintrovae_jax as sv
-from sintrovae_jax import parallel, toy_data
+from sintrovae_jax.core import parallel
+from sintrovae_jax.data import toy as toy_data
 
 
 OPTIONS = dict(ema_decay=0.9, augment=('translation', 'cutout'), augment_p=0.5,
@@ -26,9 +27,9 @@ OPTIONS = dict(ema_decay=0.9, augment=('translation', 'cutout'), augment_p=0.5,
 
 def setup(kind):
   if kind == 'points':
-    from sintrovae_jax import point_clouds  # pylint: disable=g-import-not-at-top
-    model = sv.SoftIntroVAE(point_clouds.PointEncoder(4, widths=(8, 16), hidden=8),
-                            point_clouds.PointDecoder(32, widths=(8, 16)))
+    from sintrovae_jax.families.points import networks as point_networks  # pylint: disable=g-import-not-at-top
+    model = sv.SoftIntroVAE(point_networks.PointEncoder(4, widths=(8, 16), hidden=8),
+                            point_networks.PointDecoder(32, widths=(8, 16)))
     shape = (32, 3)
     weights = sv.LossWeights(1.0, 1.0, 2.0, gamma_r=1.0, scale=sv.default_scale(shape),
                              recon_loss='chamfer', prior_std=0.2)

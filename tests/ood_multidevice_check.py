@@ -13,7 +13,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
-from sintrovae_jax import ood  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.evaluators import ood  # pylint: disable=g-import-not-at-top
 
 model = sv.SoftIntroVAE(sv.ImageEncoder((8, 16), 4), sv.ImageDecoder((8, 16), 16, 3))
 state = sv.create_train_state(model, jax.random.PRNGKey(0), (16, 16, 3),

@@ -16,8 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from sintrovae_jax import parallel, progressive, style_step
-from sintrovae_jax.objectives import LossWeights
+from sintrovae_jax.core import parallel
+from sintrovae_jax.families.style import progressive, step as style_step
+from sintrovae_jax.core.objectives import LossWeights
 from test_style import tiny_style_model
 
 STEPS = 3

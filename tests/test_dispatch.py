@@ -12,7 +12,7 @@ import pytest
 
 from configs import toy2d
 from devices import cpu_devices_env
-from sintrovae_jax import config_lib, train
+from sintrovae_jax.program import config_lib, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Steps 37, warm-up 11, logs every 10, checkpoints every 15, pictures every 25: no k divides them.

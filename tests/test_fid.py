@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sintrovae_jax import fid
+from sintrovae_jax.evaluators import fid
 
 
 def _spd(rng, d):

@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from configs import mnist
 from devices import cpu_devices_env
-from sintrovae_jax import train
+from sintrovae_jax.program import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,

@@ -1,5 +1,6 @@
-"""The package's import graph, read from the source: no module imports one that imports it back
-(directly or round a longer circle), so each can be read, tested and moved on its own."""
+"""The package's layout, read from its source: layers that import only downwards, model families
+that do not import each other, and no import circle, so each part can be read, tested and moved
+on its own."""
 
 import ast
 import os
@@ -8,24 +9,55 @@ from typing import Dict, List, Set
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = 'sintrovae_jax'
 
+# Sub-package -> layer. A module imports from its own sub-package or from a lower layer, never
+# from a higher one nor from another sub-package of its own layer.
+LAYERS = {
+    'core': 0,        # what users embed: losses, objectives, the step, train state, inference
+    'io': 0,          # files and buckets, hosts, pictures written out
+    'families': 1,    # one sub-package per model family, over core
+    'data': 2,        # input pipelines and files
+    'interop': 2,     # the restricted PyTorch reader and the importers
+    'evaluators': 3,  # FID/KID, likelihood and OOD, 2D/3D metrics
+    'program': 4,     # the run: config checks, the loop, workdir, the modes
+}
+
+
+def modules(root: str = ROOT) -> Dict[str, str]:
+  """Dotted module name under the package ('program.train', 'families.style', ...) -> its file."""
+  found = {}
+  base = os.path.join(root, PACKAGE)
+  for folder, _, files in os.walk(base):
+    prefix = os.path.relpath(folder, base).replace(os.sep, '.')
+    for f in files:
+      if f.endswith('.py'):
+        name = f[:-3] if f != '__init__.py' else ''
+        dotted = '.'.join(p for p in (prefix, name) if p and p != '.')
+        found[dotted] = os.path.join(folder, f)
+  return found
+
 
 def import_graph(root: str = ROOT) -> Dict[str, Set[str]]:
-  """Module -> the package modules it imports (anywhere in the file), e.g. 'train' -> {'fs'}."""
-  folder = os.path.join(root, PACKAGE)
-  modules = {f[:-3] for f in os.listdir(folder) if f.endswith('.py') and f != '__init__.py'}
+  """Module -> the package modules it imports (anywhere in the file), the package's face ('')
+  included, e.g. 'program.train' -> {'io.fs', ...}."""
+  files = modules(root)
   graph = {}
-  for module in sorted(modules):
-    with open(os.path.join(folder, module + '.py')) as f:
+  for module, path in sorted(files.items()):
+    with open(path) as f:
       tree = ast.parse(f.read())
     found = set()
     for node in ast.walk(tree):
-      if isinstance(node, ast.ImportFrom) and node.module == PACKAGE:
-        found |= {a.name for a in node.names}
-      elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith(PACKAGE + '.'):
-        found.add(node.module.split('.')[1])
+      targets = []
+      if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+          node.module == PACKAGE or node.module.startswith(PACKAGE + '.')):
+        source = node.module[len(PACKAGE) + 1:]
+        for a in node.names:  # `from pkg.sub import module` or `from pkg.module import name`
+          child = f'{source}.{a.name}' if source else a.name
+          targets.append(child if child in files else source)
       elif isinstance(node, ast.Import):
-        found |= {a.name.split('.')[1] for a in node.names if a.name.startswith(PACKAGE + '.')}
-    graph[module] = found & modules - {module}
+        targets += [a.name[len(PACKAGE) + 1:] for a in node.names
+                    if a.name.startswith(PACKAGE + '.')]
+      found |= {t for t in targets if t in files}
+    graph[module] = found - {module}
   return graph
 
 
@@ -60,12 +92,50 @@ def circles(graph: Dict[str, Set[str]]) -> List[List[str]]:
   return groups
 
 
+def wrong_way(graph: Dict[str, Set[str]]) -> List[str]:
+  """Each import that breaks the layering, as 'importer -> imported (why)'. The package's face
+  (sintrovae_jax/__init__.py) and the sub-packages' one-line faces are not layered."""
+  found = []
+  for module, imported in sorted(graph.items()):
+    if not module or '.' not in module:
+      continue
+    top = module.split('.')[0]
+    for other in sorted(imported):
+      other_top = other.split('.')[0]
+      if not other or other_top not in LAYERS:
+        found.append(f'{module} -> {other or PACKAGE} (not a layered sub-package)')
+      elif LAYERS[other_top] > LAYERS[top]:
+        found.append(f'{module} -> {other} (upward: {top} is below {other_top})')
+      elif LAYERS[other_top] == LAYERS[top] and other_top != top:
+        found.append(f'{module} -> {other} (sideways: {top} and {other_top} are one layer)')
+      elif top == 'families' == other_top:  # families.X may use families.X.* and families.*
+        family, other_family = module.split('.')[1], other.split('.')
+        if len(other_family) > 2 and other_family[1] != family:
+          found.append(f'{module} -> {other} (one family imports another)')
+  return found
+
+
 def test_the_finder_sees_a_circle():
   assert circles({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == [['a', 'b', 'c']]
   assert circles({'a': {'b'}, 'b': set()}) == []
 
 
-def test_the_package_has_no_import_circle():
+def test_the_layer_rule_sees_upward_sideways_and_cross_family_imports():
+  graph = {'core.losses': {'program.train'}, 'data.pipeline': {'interop.torch_archive'},
+           'families.style.step': {'families.image.networks', 'families.layers', 'core.losses'},
+           'evaluators.fid': {'data.image_files', 'io.fs'}, 'io.fs': {''}}
+  assert wrong_way(graph) == [
+      'core.losses -> program.train (upward: core is below program)',
+      'data.pipeline -> interop.torch_archive (sideways: data and interop are one layer)',
+      'families.style.step -> families.image.networks (one family imports another)',
+      f'io.fs -> {PACKAGE} (not a layered sub-package)']
+
+
+def test_the_package_has_no_import_circle_and_imports_only_downwards():
   graph = import_graph()
-  assert 'fs' in graph['train'] and 'train' in graph['style_train']  # (the graph is read)
+  assert {'io.fs', 'program.workdir'} <= graph['program.train']  # (the graph is read)
+  assert 'core.chamfer' in graph['core.losses'] and 'families.style.model' in graph[
+      'interop.style_checkpoint']
+  assert set(LAYERS) == {m for m in graph if m and '.' not in m}, 'a sub-package without a layer'
   assert circles(graph) == [], circles(graph)
+  assert wrong_way(graph) == [], wrong_way(graph)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import sintrovae_jax as sv
-from sintrovae_jax import likelihood, ood
+from sintrovae_jax.evaluators import likelihood, ood
 
 X_DIM, Z_DIM, SIGMA = 3, 2, 0.5
 

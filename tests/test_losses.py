@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import sintrovae_jax as sv
+from sintrovae_jax.core import losses
 from conftest import mlp_model, np_mlp
 
 RTOL = 1e-5
@@ -145,9 +146,9 @@ def test_reductions_differ_exactly_by_the_element_count(rng):
   """'reference' divides l1/bce batch terms by C*H*W and leaves mse alone; the names are checked."""
   x, y = jnp.array(rng.uniform(size=(3, 4, 4, 2))), jnp.array(rng.normal(size=(3, 4, 4, 2)))
   for kind in ('mse', 'l1', 'bce'):
-    ref = float(sv.losses.mean_reconstruction_error(x, y, kind, 'reference'))
-    summed = float(sv.losses.mean_reconstruction_error(x, y, kind, 'sum'))
+    ref = float(losses.mean_reconstruction_error(x, y, kind, 'reference'))
+    summed = float(losses.mean_reconstruction_error(x, y, kind, 'sum'))
     assert summed == pytest.approx(float(jnp.mean(sv.reconstruction_error(x, y, kind))), rel=1e-6)
     assert ref == pytest.approx(summed if kind == 'mse' else summed / 32, rel=1e-6)
   with pytest.raises(ValueError, match='recon_reduction'):
-    sv.losses.mean_reconstruction_error(x, y, 'l1', 'none')
+    losses.mean_reconstruction_error(x, y, 'l1', 'none')

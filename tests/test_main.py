@@ -15,7 +15,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import image_folder, mnist, toy2d
-from sintrovae_jax import config_lib, input_pipeline, train
+from sintrovae_jax.data import pipeline as input_pipeline
+from sintrovae_jax.program import config_lib, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_IMAGE = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sintrovae_jax import metrics_2d, toy_data
+from sintrovae_jax.data import toy as toy_data
+from sintrovae_jax.evaluators import metrics_2d
 
 
 def test_kl_and_jsd_hand_computed():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sintrovae_jax as sv
-from sintrovae_jax import models
+from sintrovae_jax.families.image import networks as models
 
 
 @pytest.mark.parametrize('size,channels,c', [(28, (8, 16), 1), (16, (8, 16), 3), (32, (4, 8, 8), 3)])
@@ -99,7 +99,7 @@ def _highest(model, shape):
 @pytest.mark.parametrize('dataset', ['toy2d', 'image'])
 def test_matmul_precision_reaches_every_matmul_and_convolution(dataset):
   from configs import cifar10, toy2d  # pylint: disable=g-import-not-at-top
-  from sintrovae_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax.program import config_lib  # pylint: disable=g-import-not-at-top
   config = toy2d.get_config('8gaussians') if dataset == 'toy2d' else cifar10.get_config()
   config.channels, config.z_dim, config.mlp_hidden = (8, 16), 4, (16, 16)
   shape = (2,) if dataset == 'toy2d' else (16, 16, 3)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import toy2d
-from sintrovae_jax import train
+from sintrovae_jax.program import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))

@@ -20,7 +20,9 @@ import pytest
 
 import real_images
 from configs import ffhq256, image_folder, toy2d
-from sintrovae_jax import config_lib, evaluation, input_pipeline, ood, ood_run, train
+from sintrovae_jax.data import pipeline as input_pipeline
+from sintrovae_jax.evaluators import quality as evaluation, ood
+from sintrovae_jax.program import config_lib, ood_run, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 300

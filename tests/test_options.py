@@ -16,8 +16,9 @@ import pytest
 
 import sintrovae_jax as sv
 from conftest import mlp_model, tiny_image_model
-from sintrovae_jax import augment, train
-from sintrovae_jax.train_state import averaged_part
+from sintrovae_jax.core import augment
+from sintrovae_jax.program import train
+from sintrovae_jax.core.train_state import averaged_part
 from test_main import _tiny_mnist
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden'))

@@ -12,7 +12,7 @@ import pytest
 
 from configs import toy2d
 from devices import cpu_devices_env
-from sintrovae_jax import train
+from sintrovae_jax.program import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -28,7 +28,9 @@ from PIL import Image
 import bucket
 from configs import image_folder, toy2d
 from devices import cpu_devices_env
-from sintrovae_jax import config_lib, fs, image_files, lease, train, workdir as workdir_lib
+from sintrovae_jax.data import image_files
+from sintrovae_jax.io import fs
+from sintrovae_jax.program import config_lib, lease, train, workdir as workdir_lib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'scripts'))

@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sintrovae_jax import losses, metrics_3d
-from sintrovae_jax.point_clouds import PointDecoder, PointEncoder, chamfer_distance, chamfer_terms
+from sintrovae_jax.core import losses
+from sintrovae_jax.evaluators import metrics_3d
+from sintrovae_jax.core.chamfer import chamfer_distance, chamfer_terms
+from sintrovae_jax.families.points.networks import PointDecoder, PointEncoder
 
 
 def np_chamfer(a, b):
@@ -218,7 +220,7 @@ def test_points_step_takes_the_gradients_variants_md_describes():
   decoder reconstructing from z redrawn from the stopped pre-update posterior with fresh noise."""
   import optax  # pylint: disable=g-import-not-at-top
   import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
-  from sintrovae_jax import train_step  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax.core import train_step  # pylint: disable=g-import-not-at-top
   n, b = 32, 6
   model = _points_model(n)
   state = sv.create_train_state(model, jax.random.PRNGKey(0), (n, 3), optax.sgd(1.0))
@@ -329,12 +331,12 @@ def _torch_forward(sd, x, z):
 
 def test_reference_state_dict_imports_and_reproduces_its_forward_pass(tmp_path):
   import torch_files  # pylint: disable=g-import-not-at-top
-  from sintrovae_jax import point_clouds  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax.interop import points_checkpoint  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(7)
   sd = _reference_state_dict(rng)
   path = str(tmp_path / 'chair_01618_jsd_0.0175.pth')
   torch_files.save_zip(torch_files.state_dict(sd), path)
-  enc, dec, stats = point_clouds.from_torch_state_dict(point_clouds.read_state_dict(path))
+  enc, dec, stats = points_checkpoint.from_torch_state_dict(points_checkpoint.read_state_dict(path))
   x = rng.uniform(-0.5, 0.5, (2, 2048, 3)).astype(np.float32)
   z = rng.normal(size=(2, 128)).astype(np.float32)
   hp = jax.lax.Precision.HIGHEST
@@ -347,15 +349,15 @@ def test_reference_state_dict_imports_and_reproduces_its_forward_pass(tmp_path):
   np.testing.assert_allclose(np.transpose(cloud, (0, 2, 1)), want_cloud, rtol=1e-4, atol=1e-4)
   # A state dict of another model is refused, naming what is wrong.
   del sd['encoder.mu_layer.bias']
-  with pytest.raises(point_clouds.StateDictError, match='encoder.mu_layer.bias'):
-    point_clouds.from_torch_state_dict(sd)
-  with pytest.raises(point_clouds.StateDictError, match='do not|does not'):
-    point_clouds.from_torch_state_dict(dict(_reference_state_dict(rng), extra=np.zeros(3)))
+  with pytest.raises(points_checkpoint.StateDictError, match='encoder.mu_layer.bias'):
+    points_checkpoint.from_torch_state_dict(sd)
+  with pytest.raises(points_checkpoint.StateDictError, match='do not|does not'):
+    points_checkpoint.from_torch_state_dict(dict(_reference_state_dict(rng), extra=np.zeros(3)))
   # A pickled model (torch.save(model)) reads as an inert record, named in the error.
   model = torch_files.Object(torch_files.Global('models.vae', 'SoftIntroVAE'), {'training': False})
   torch_files.save_zip(model, path)
-  with pytest.raises(point_clouds.StateDictError, match='pickled models.vae.SoftIntroVAE object'):
-    point_clouds.read_state_dict(path)
+  with pytest.raises(points_checkpoint.StateDictError, match='pickled models.vae.SoftIntroVAE object'):
+    points_checkpoint.read_state_dict(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +366,7 @@ def test_reference_state_dict_imports_and_reproduces_its_forward_pass(tmp_path):
 
 def test_folders_split_by_sorted_name_and_every_format_reads_back(tmp_path):
   import synthetic_shapes  # pylint: disable=g-import-not-at-top
-  from sintrovae_jax import point_data  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax.data import point_files as point_data  # pylint: disable=g-import-not-at-top
   root = synthetic_shapes.write_folder(str(tmp_path), per_category=20, n=16)
   rng = np.random.default_rng(0)
   cloud = synthetic_shapes.shape('torus', 16, rng)
@@ -384,7 +386,7 @@ def test_folders_split_by_sorted_name_and_every_format_reads_back(tmp_path):
 def test_shapes_run_trains_and_beats_the_untrained_model_on_every_metric(tmp_path):
   import synthetic_shapes  # pylint: disable=g-import-not-at-top
   from configs import shapenet_points  # pylint: disable=g-import-not-at-top
-  from sintrovae_jax import train  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax.program import train  # pylint: disable=g-import-not-at-top
   root = synthetic_shapes.write_folder(str(tmp_path / 'shapes'), per_category=40, n=64)
   config = shapenet_points.get_config('sphere,torus,cube')
   config.update(dict(data_dir=root, num_points=64, z_dim=16, batch_size=16, beta_neg=32.0,
@@ -409,7 +411,8 @@ def test_imported_release_samples_through_main(tmp_path):
   import sys  # pylint: disable=g-import-not-at-top
   import torch_files  # pylint: disable=g-import-not-at-top
   from scripts import import_points_checkpoint  # pylint: disable=g-import-not-at-top
-  from sintrovae_jax import inference, train  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax.core import inference  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax.program import train
   sd = _reference_state_dict(np.random.default_rng(8))
   path = str(tmp_path / 'table_01592_jsd_0.0143.pth')
   torch_files.save_zip(torch_files.state_dict(sd), path)

@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from configs import image_folder, toy2d
-from sintrovae_jax import (config_lib, inference, input_pipeline, lease, train,
-                           workdir as workdir_lib)
+from sintrovae_jax.core import inference
+from sintrovae_jax.data import pipeline as input_pipeline
+from sintrovae_jax.program import config_lib, lease, train, workdir as workdir_lib
 from test_main import ROOT, params_of, run_main, stop_long_2d_run, tiny_2d_flags
 
 
@@ -304,7 +305,7 @@ def test_deprecation_warnings_from_our_code_are_errors():
   import warnings  # pylint: disable=g-import-not-at-top
   with pytest.raises(DeprecationWarning):
     warnings.warn_explicit('an API we call is deprecated', DeprecationWarning, 'parallel.py', 1,
-                           module='sintrovae_jax.parallel')
+                           module='sintrovae_jax.core.parallel')
   with warnings.catch_warnings(record=True):  # a library's notice about itself is not an error
     warnings.warn_explicit('about tf itself', DeprecationWarning, 'x.py', 1,
                            module='tensorflow.python.x')

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from configs import toy2d
-from sintrovae_jax import train
+from sintrovae_jax.program import train
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'scripts'))

@@ -13,10 +13,12 @@ import pytest
 
 from configs import ffhq256
 from devices import cpu_devices_env
-from sintrovae_jax import losses, progressive, style_nets, style_optim, style_step, style_train
-from sintrovae_jax import programs, train
-from sintrovae_jax.objectives import LossWeights
-from sintrovae_jax.style_model import StyleVAE
+from sintrovae_jax.core import losses
+from sintrovae_jax.families.style import progressive, networks as style_nets, optim as style_optim, step as style_step
+from sintrovae_jax.program import style_train
+from sintrovae_jax.program import registry as programs, train
+from sintrovae_jax.core.objectives import LossWeights
+from sintrovae_jax.families.style.model import StyleVAE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -366,7 +368,7 @@ def test_trains_through_two_resolutions_and_resumes_exactly_across_the_switch(
 
 
 def test_style_config_errors_name_the_field(faces):
-  from sintrovae_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax.program import config_lib  # pylint: disable=g-import-not-at-top
   for field, value, says in (('style_lod_batch', (16,), 'expected 2 entries'),
                              ('image_size', 12, 'power of two'),
                              ('style_fade_images', 10_000, 'style_fade_images'),

@@ -21,8 +21,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 import torch_files
-from sintrovae_jax import progressive, style_checkpoint, style_model, style_step, torch_archive
-from sintrovae_jax import workdir as workdir_lib
+from sintrovae_jax.families.style import progressive, model as style_model, step as style_step
+from sintrovae_jax.interop import style_checkpoint, torch_archive
+from sintrovae_jax.program import workdir as workdir_lib
 
 IMAGE_SIZE, LATENT, START, MAXF, MAPPING, FUSED_FROM, CHANNELS = 16, 16, 8, 16, 2, 16, 3
 LAYERS = int(math.log2(IMAGE_SIZE)) - 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import torch_files as tfiles
-from sintrovae_jax import torch_archive
+from sintrovae_jax.interop import torch_archive
 
 FORMATS = pytest.mark.parametrize('save', [tfiles.save_zip, tfiles.save_legacy],
                                   ids=['zip', 'legacy'])

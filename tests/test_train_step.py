@@ -187,7 +187,7 @@ def test_learning_rate_schedule_matches_multistep():
 
 
 def test_2d_training_learns_and_keeps_kl_fake_above_kl_real():
-  from sintrovae_jax import toy_data
+  from sintrovae_jax.data import toy as toy_data
   model = sv.SoftIntroVAE(sv.MLPEncoder((64, 64), 2), sv.MLPDecoder((64, 64), 2))
   w = sv.LossWeights(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, gamma_r=1e-8, scale=0.5)
   tx = sv.make_optimizer(sv.learning_rate_schedule(2e-3))

@@ -1,0 +1,1 @@
+"""What users embed: losses, objectives, the step factory, train state, inference, parallel wrappers."""

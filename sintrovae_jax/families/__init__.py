@@ -1,0 +1,1 @@
+"""One sub-package per model family (image, points, style): its networks and step."""

@@ -1,0 +1,1 @@
+"""Reading the authors' PyTorch files: the restricted unpickler and the checkpoint importers."""

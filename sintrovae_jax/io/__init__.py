@@ -1,0 +1,1 @@
+"""Files and buckets (one filesystem layer), the hosts of a run, pictures written out."""

@@ -1,0 +1,54 @@
+"""What main.py runs for a config: its family's program, looked up here by `config.variant`.
+
+Every variant trains, measures FID and samples through the same three calls; the style variant
+(progressive phases) has programs of its own (style_train.py), every other variant shares
+train.py's. This registry is the one place where the programs are chosen, so train.py and
+style_train.py need not know of each other beyond style_train's use of train's parts.
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict, List, Optional
+
+import ml_collections
+
+from sintrovae_jax.program import style_train, train
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+  """A family's programs: `train_and_evaluate(config, workdir)`, `fid_from_checkpoint(config,
+  workdir)`, `sample_from_checkpoint(config, workdir, num, interpolation_steps)`; and why
+  --mode=ood cannot score it ('' when it can)."""
+  train_and_evaluate: Callable[..., Optional[Dict[str, Any]]]
+  fid_from_checkpoint: Callable[..., Dict[str, Any]]
+  sample_from_checkpoint: Callable[..., List[str]]
+  no_ood: str = ''
+
+
+_STANDARD = Programs(train.train_and_evaluate, train.fid_from_checkpoint,
+                     train.sample_from_checkpoint)
+REGISTRY = {
+    'standard': _STANDARD, 'bootstrap': _STANDARD, 'points': _STANDARD,
+    'style': Programs(style_train.train_and_evaluate, style_train.fid_from_checkpoint,
+                      style_train.sample_from_checkpoint,
+                      no_ood='the style variant has no likelihood estimate here (its decoder '
+                      'draws noise inputs that the estimate would have to integrate out)'),
+}
+
+
+def of(config: ml_collections.ConfigDict) -> Programs:
+  """The programs of `config.variant` (config validation names the valid variants)."""
+  return REGISTRY.get(config.get('variant', 'standard'), _STANDARD)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  return of(config).train_and_evaluate(config, workdir)
+
+
+def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  return of(config).fid_from_checkpoint(config, workdir)
+
+
+def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num: int = 64,
+                           interpolation_steps: int = 10) -> List[str]:
+  return of(config).sample_from_checkpoint(config, workdir, num, interpolation_steps)

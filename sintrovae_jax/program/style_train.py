@@ -1,0 +1,255 @@
+"""The style variant's training program: progressive phases on the host, one compiled step each.
+
+`train_and_evaluate(config, workdir)` (main.py runs it for `variant='style'`) walks the schedule
+of progressive.py from the step of the latest checkpoint: at the start of each resolution it wipes
+the optimiser states (as the reference), builds that phase's data stream and pmapped step, and
+checkpoints at every phase's end, so a run resumes exactly across resolution switches. Logging,
+pictures, preemption, the workdir lease and the compilation cache are train.py's.
+"""
+
+import dataclasses
+import logging
+import math
+from typing import Any, Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from clu import periodic_actions
+
+from sintrovae_jax.core import inference, parallel
+from sintrovae_jax.data import pipeline as input_pipeline
+from sintrovae_jax.evaluators import quality as evaluation, fid, fid_evaluator as fid_eval
+from sintrovae_jax.families.style import progressive, step as style_step
+from sintrovae_jax.io import fs, hosts, plotting
+from sintrovae_jax.program import config_lib, train, workdir as workdir_lib
+from sintrovae_jax.families.style.model import StyleVAE
+from sintrovae_jax.families.style.step import StyleTrainState
+from sintrovae_jax.core.train_state import ema_view
+
+
+@dataclasses.dataclass
+class StyleExperiment:
+  config: ml_collections.ConfigDict
+  model: StyleVAE
+  phases: List[progressive.Phase]
+  state: StyleTrainState
+  coefficients: Any  # the equalised-lr coefficients, {'encoder': ..., 'decoder': ...}
+
+  @property
+  def total_steps(self) -> int:
+    return progressive.total_steps(self.phases)
+
+
+def build(config: ml_collections.ConfigDict) -> StyleExperiment:
+  """Validates `config`, builds the model, schedule and initial state; raises before compiling."""
+  config_lib.validate(config, num_devices=jax.device_count())
+  model = config_lib.create_style_model(config)
+  state, coefficients = style_step.create_style_state(model, jax.random.PRNGKey(config.seed))
+  return StyleExperiment(config, model, progressive.phases_from_config(config), state,
+                         coefficients)
+
+
+def make_phase_step(exp: StyleExperiment, phase: progressive.Phase, axis_name=parallel.AXIS):
+  """The phase's step on uint8 (or [0, 1] float) batches."""
+  config = exp.config
+  step_fn = style_step.make_style_train_step(
+      exp.model, config_lib.style_loss_weights(config), phase, exp.coefficients, axis_name,
+      mixing_prob=config.style_mixing_prob,
+      ema_decay=style_step.ema_decay(phase.batch, config.style_ema_half_life_images),
+      dlatent_avg_beta=config.style_dlatent_avg_beta)
+  return lambda state, batch: step_fn(state, inference.to_unit_range(batch))
+
+
+# Compiled once per model, size and lod (eager execution of these networks is slow).
+_reconstruct = jax.jit(style_step.reconstruct, static_argnames=('model', 'lod'))
+_sample = jax.jit(style_step.sample,
+                  static_argnames=('model', 'num', 'lod', 'psi', 'cutoff', 'noise'))
+_interpolate = jax.jit(style_step.interpolate, static_argnames=('model', 'steps', 'lod'))
+
+
+def write_pictures(exp: StyleExperiment, state: StyleTrainState, phase: progressive.Phase,
+                   step: int, real: np.ndarray, writer, workdir: str) -> None:
+  """Real / reconstruction / sample grids at the phase's resolution, from the EMA networks."""
+  view = ema_view(state)
+  enc, dec = view.encoder_params, view.decoder_params
+  key = jax.random.PRNGKey(exp.config.eval_seed)
+  alpha = float(progressive.alpha(phase, step - 1)) if phase.fading else None
+  rec = _reconstruct(exp.model, enc, dec, jnp.asarray(real), phase.lod, key, alpha)
+  fake = _sample(exp.model, dec, state.dlatent_avg, key, len(real), phase.lod, alpha=alpha)
+  image = plotting.stack_panels([plotting.image_grid(np.asarray(x)) for x in (real, rec, fake)])
+  writer.write_images(step, {'real_rec_sample': image[None]})
+  plotting.save_png(image, fs.join(workdir, 'pictures', f'real_rec_sample_{step:08d}.png'))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[Dict[str, Any]]:
+  """Trains through the progressive schedule, resuming from `workdir`; returns the final
+  evaluation (None if stopped by a signal)."""
+  return train.run_program(config, workdir, build, _train)
+
+
+def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str):
+  config = exp.config
+  manager = workdir_lib.checkpoint_manager(workdir, config)
+  state = workdir_lib.restore_latest(manager, exp.state)
+  start, total = int(state.step), exp.total_steps
+  hosts.together(workdir_lib.check_topology, config, workdir, start, errors=train.USER_ERRORS)
+  report.mark('restore_checkpoint')
+  writer = train.open_run(config, workdir, start)
+  log = train.MetricLog(workdir, writer, config, start)
+  hooks = []
+  if hosts.is_leader():
+    hooks.append(periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
+                                                 every_steps=config.log_every_steps))
+  logging.info('Training the style variant on %s from step %d to %d on %d device(s): %s.',
+               config.dataset, start, total, jax.device_count(),
+               ', '.join(f'{p.name} x{p.steps} (batch {p.batch})' for p in exp.phases))
+  r_state = parallel.replicate(state)
+
+  saved = [start]
+
+  def save(step):
+    if saved[0] == step:  # (a stop signal at a phase's end: that step is saved already)
+      return
+    saved[0] = step
+    train.save_checkpoint(manager, r_state, step, log, workdir,
+                          'Try a lower style_lod_learning_rate or smaller betas.')
+
+  first_step_done = start >= total
+  if first_step_done:
+    report.write(workdir, cache_dir, start)
+  for phase in exp.phases:
+    if phase.end <= start:
+      continue
+    begin = max(start, phase.start)
+    if begin == phase.start and progressive.starts_lod(exp.phases, phase):
+      logging.info('Resolution %d px: fresh optimiser states (as the reference at a switch).',
+                   phase.resolution)
+      r_state = parallel.replicate(style_step.reset_optimizers(
+          parallel.unreplicate(r_state), phase, exp.coefficients))
+    host_batches = input_pipeline.progressive_batches(config, phase.resolution, phase.batch,
+                                                      phase.index, begin - phase.start)
+    first = next(host_batches)
+    real = np.asarray(inference.to_unit_range(first[:config.num_grid_images]))
+    batches = parallel.prefetch(train.chain(first, host_batches))
+    p_step = parallel.pmap_train_step(make_phase_step(exp, phase))
+    logging.info('Phase %s: steps %d to %d, global batch %d, learning rate %g, beta_neg %g.',
+                 phase.name, begin + 1, phase.end, phase.batch, phase.learning_rate,
+                 phase.beta_neg)
+    for step in range(begin + 1, phase.end + 1):
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        r_state, metrics = p_step(r_state, next(batches))
+      if not first_step_done:
+        jax.block_until_ready(metrics)
+        first_step_done = True
+        report.mark('first_step')
+        report.write(workdir, cache_dir, start)
+      log.add(metrics, step)
+      for hook in hooks:
+        hook(step)
+      phase_end = step == phase.end
+      if step % config.log_every_steps == 0 or phase_end:
+        log.flush(step)
+      if step % config.checkpoint_every_steps == 0 or phase_end:
+        save(step)  # every phase ends in a checkpoint: resumes start at a phase boundary exactly
+      if (step % config.sample_every_steps == 0 or phase_end) and hosts.is_leader():
+        train.never_fatal(f'pictures at step {step}', write_pictures, exp,
+                           parallel.unreplicate(r_state), phase, step, real, writer, workdir)
+      if preempted(step):
+        train.stop_for_signal(log, save, writer, step)
+        return None
+
+  final = parallel.unreplicate(r_state)
+  results = evaluate(exp, final)
+  evaluator = create_fid_evaluator(exp, workdir)
+  if evaluator:
+    fid_results = evaluator(parallel.replicate(final))
+    log.write_fid(total, fid_results)
+    results.update(fid_results)
+  train.write_results(log, writer, workdir, total, results)
+  return results
+
+
+def evaluate(exp: StyleExperiment, state: StyleTrainState) -> Dict[str, float]:
+  """Mean per-image squared reconstruction error (images in [0, 1], z = mu, noise off) on the
+  evaluation images at full size, of the trained networks and of the EMA ('ema/...')."""
+  images = input_pipeline.eval_images(exp.config)
+  errors = jax.jit(lambda enc, dec, x: jnp.sum(
+      jnp.square(style_step.reconstruct(exp.model, enc, dec, x) - x), axis=(1, 2, 3)))
+
+  def mean_error(view: StyleTrainState):
+    per_image = evaluation.batched(
+        lambda x: errors(view.encoder_params, view.decoder_params, x), images, 64)
+    return {'rec_error_deterministic': float(per_image.mean())}
+
+  return train.on_each_network(mean_error, state)
+
+
+def create_fid_evaluator(exp: StyleExperiment, workdir: str) -> Optional[fid_eval.FidEvaluator]:
+  """FID/KID of the EMA model's samples (full size, noise on, no truncation or mixing, as the
+  reference's FID) and of its reconstructions; None without Inception weights."""
+  config = exp.config
+  if not config.fid_inception_weights:
+    logging.info('FID and KID are off: set --config.fid_inception_weights=PATH to measure them.')
+    return None
+  model = exp.model
+  key = jax.random.fold_in(jax.random.PRNGKey(config.eval_seed), 0xF1D)
+
+  def generate(state, indices):  # sample i's latent and noise depend on (eval_seed, i) alone
+    dec = ema_view(state).decoder_params
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
+    z = jax.vmap(lambda k: jax.random.normal(k, (model.latent,)))(keys)
+    noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    images = model.decode(dec, z, model.layer_count - 1, None, noise_keys)
+    return fid.quantize_8bit(style_step.to_unit(images))
+
+  def reconstruct(state, images):
+    view = ema_view(state)
+    return fid.quantize_8bit(style_step.reconstruct(model, view.encoder_params,
+                                                    view.decoder_params, images))
+
+  return fid_eval.FidEvaluator(config, model, *train.fid_image_passes(config),
+                               train.fid_cache_dir(config, workdir), generate=generate,
+                               reconstruct=reconstruct)
+
+
+def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """FID, KID and reconstruction FID of the latest checkpoint's EMA model (fid_results.json)."""
+  exp = build(config)
+  if not config.fid_inception_weights:
+    raise config_lib.ConfigError('--mode=fid needs the Inception weights: pass '
+                                 '--inception_weights=PATH (README, "FID and KID").')
+  state = train.latest_checkpoint_state(exp, workdir, 'evaluate')
+  results = dict(create_fid_evaluator(exp, workdir)(parallel.replicate(state)),
+                 step=int(state.step))
+  train.write_fid_results(workdir, results)
+  return results
+
+
+def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num: int = 64,
+                           interpolation_steps: int = 10) -> List[str]:
+  """Sample grids of the latest checkpoint's EMA model: plain, truncated (psi, cutoff from the
+  config), style-mixed, and an interpolation strip; at the resolution the run has reached."""
+  exp = build(config)
+  state = train.latest_checkpoint_state(exp, workdir, 'sample from')
+  step = int(state.step)
+  lod = progressive.phase_at(exp.phases, max(step - 1, 0)).lod
+  dec = ema_view(state).decoder_params
+  model, key = exp.model, jax.random.PRNGKey(config.eval_seed)
+  k_mix, k_ends = jax.random.split(jax.random.fold_in(key, 1))
+  columns = max(1, int(math.sqrt(num)))
+  grids = {
+      'samples': _sample(model, dec, state.dlatent_avg, key, num, lod),
+      'samples_truncated': _sample(model, dec, state.dlatent_avg, key, num, lod,
+                                   psi=config.style_truncation_psi,
+                                   cutoff=config.style_truncation_cutoff),
+      'samples_mixed': _sample(model, dec, state.dlatent_avg, key, num, lod, mix_key=k_mix),
+  }
+  ends = jax.random.normal(k_ends, (2, model.latent))
+  outputs = {f'{name}_{step:08d}.png': plotting.image_grid(np.asarray(images), columns=columns)
+             for name, images in grids.items()}
+  strip = _interpolate(model, dec, ends[0], ends[1], interpolation_steps, lod)
+  outputs[f'interpolation_{step:08d}.png'] = plotting.image_grid(np.asarray(strip),
+                                                                 columns=interpolation_steps)
+  return train.write_samples(workdir, outputs)
