@@ -10,16 +10,15 @@ import json
 import logging
 import sys
 
-from absl import app, flags
-from absl import logging as absl_logging
+from absl import app, flags, logging as absl_logging
 import jax
 from ml_collections import config_flags
 
 from configs import default as default_config
 from sintrovae_jax.evaluators import ood
 from sintrovae_jax.io import hosts
-from sintrovae_jax.program import lease, ood_run, registry as programs, train
-from sintrovae_jax.program import workdir as workdir_lib
+from sintrovae_jax.program import (errors, lease, ood_run, registry as programs,
+                                   workdir as workdir_lib)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file (e.g. configs/celebahq.py).',
@@ -76,7 +75,7 @@ def _parse_flags(argv):
 def main(argv):
   try:
     _main(argv)
-  except train.USER_ERRORS as e:
+  except errors.USER_ERRORS as e:
     if FLAGS.verbose:
       raise
     _fail(str(e), 1)
@@ -100,7 +99,7 @@ def _main(argv):
     logging.getLogger().setLevel(logging.WARNING)
     absl_logging.set_verbosity(absl_logging.WARNING)
   if FLAGS.mode in ('sample', 'fid', 'ood'):
-    config = FLAGS.config or train.load_config(FLAGS.workdir, default_config.get_config())
+    config = FLAGS.config or workdir_lib.load_config(FLAGS.workdir, default_config.get_config())
     if FLAGS.mode == 'ood':
       config.ood_dataset = FLAGS.ood_dataset or config.ood_dataset
       config.ood_data_dir = FLAGS.ood_data_dir or config.ood_data_dir

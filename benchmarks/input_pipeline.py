@@ -2,7 +2,7 @@
 
 Two sources per resolution, with generated pictures (smooth noise, so JPEG/PNG sizes are
 realistic rather than incompressible):
-- `folder`: an image folder read by `input_pipeline.image_batches` (list, PIL decode in
+- `folder`: an image folder read by `tf_images.image_batches` (list, PIL decode in
   tf.data, resize/crop when the stored size differs, flip, batch to uint8), the path of
   `configs/image_folder.py` and of FFHQ-style data;
 - `tfds-like`: the same pictures as encoded bytes in memory, decoded by `tf.io.decode_image` as
@@ -28,7 +28,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
 from configs import image_folder  # pylint: disable=g-import-not-at-top
-from sintrovae_jax.data import pipeline as input_pipeline  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.data import pipeline as input_pipeline, tf_images  # pylint: disable=g-import-not-at-top
 
 
 def pictures(num: int, size: int, rng) -> list:
@@ -84,7 +84,7 @@ def main():
 
       def decode(blob, size=size):
         image = tf.io.decode_image(blob, channels=3, expand_animations=False)
-        return input_pipeline._decode(image, size, 3, as_uint8=True)  # pylint: disable=protected-access
+        return tf_images.resize_and_crop(image, size, 3, as_uint8=True)
 
       ds = (tf.data.Dataset.from_tensor_slices(blobs).repeat()
             .map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(args.batch)

@@ -24,7 +24,7 @@ from configs import shapenet_points  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.interop import points_checkpoint  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.interop import torch_archive
 from sintrovae_jax.io import fs
-from sintrovae_jax.program import train
+from sintrovae_jax.program import standard, workdir as workdir_lib
 
 
 def import_checkpoint(path: str, category: str, workdir: str, data_dir: str = '') -> str:
@@ -32,7 +32,7 @@ def import_checkpoint(path: str, category: str, workdir: str, data_dir: str = ''
   config = shapenet_points.get_config(category)
   config.data_dir = data_dir
   enc, dec, stats = points_checkpoint.from_torch_state_dict(points_checkpoint.read_state_dict(path))
-  exp = train.build(config)
+  exp = standard.build(config)
   state = exp.state.replace(
       encoder_params=enc, decoder_params=dec, batch_stats=dict(exp.state.batch_stats,
                                                                encoder=stats),
@@ -43,7 +43,7 @@ def import_checkpoint(path: str, category: str, workdir: str, data_dir: str = ''
   if want != got:
     raise points_checkpoint.StateDictError(f'{path!r} has layer shapes {got}, the config expects '
                                       f'{want}.')
-  manager = train.checkpoint_manager(workdir, config)
+  manager = workdir_lib.checkpoint_manager(workdir, config)
   manager.save(0, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
   manager.wait_until_finished()
   fs.write_text(fs.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))

@@ -19,7 +19,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.core import inference  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.data import toy as toy_data
 from sintrovae_jax.evaluators import metrics_2d
-from sintrovae_jax.program import train
+from sintrovae_jax.program import standard, workdir as workdir_lib
 
 
 def spread(pairs, grid_range):
@@ -47,9 +47,9 @@ def main():
     s = spread(pairs, toy_data.GRID_RANGE[ds])
     print(f"| {ds} | data vs data (a perfect generator) | {s['kl']} | {s['jsd']} |")
   for workdir in filter(None, args.workdirs.split(',')):
-    config = train.load_config(workdir)
-    exp = train.build(config)
-    state = train.restore_latest(train.checkpoint_manager(workdir, config), exp.state)
+    config = workdir_lib.load_config(workdir)
+    exp = standard.build(config)
+    state = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
     ds = config.dataset
     pairs = [(toy_data.sample(ds, n, np.random.default_rng([3, d])),
               np.asarray(inference.sample(exp.model, state, jax.random.PRNGKey(4 + d), n)))

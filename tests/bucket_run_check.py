@@ -23,7 +23,7 @@ from PIL import Image  # pylint: disable=g-import-not-at-top
 
 from configs import default, image_folder  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.io import fs  # pylint: disable=g-import-not-at-top
-from sintrovae_jax.program import ood_run, train
+from sintrovae_jax.program import ood_run, standard, train, workdir as workdir_lib
 
 ROOT = 'ram://bucket'
 WORKDIR = f'{ROOT}/run'
@@ -59,9 +59,9 @@ def main(weights: str, arrays: str) -> None:
   first = train.train_and_evaluate(config, WORKDIR)
   config.num_train_steps = 6  # a resumed run, restored from the bucket's checkpoint at 4
   resumed = train.train_and_evaluate(config, WORKDIR)
-  saved = train.load_config(WORKDIR, default.get_config())  # as --mode=sample without --config
-  samples = train.sample_from_checkpoint(saved, WORKDIR, num=4)
-  fid_results = train.fid_from_checkpoint(saved, WORKDIR)
+  saved = workdir_lib.load_config(WORKDIR, default.get_config())  # as --mode=sample without --config
+  samples = standard.sample_from_checkpoint(saved, WORKDIR, num=4)
+  fid_results = standard.fid_from_checkpoint(saved, WORKDIR)
   saved.ood_dataset, saved.ood_data_dir = 'image_folder', f'{ROOT}/ood'
   ood_results = ood_run.ood_from_checkpoint(saved, WORKDIR)
   local = [os.path.join(d, n) for d, _, names in os.walk('.') for n in names]

@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from configs import mnist
 from devices import cpu_devices_env
-from sintrovae_jax.program import train
+from sintrovae_jax.program import standard, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,
@@ -40,7 +40,7 @@ def test_image_run_writes_fid_kid_and_fid_rec(tmp_path, fid_weights):
 
     # --mode=fid's path on the same checkpoint, from the cached reference statistics: the same
     # numbers. (That generation does not depend on the batch is shown by 4 devices == 1 below.)
-    again = train.fid_from_checkpoint(config, workdir)
+    again = standard.fid_from_checkpoint(config, workdir)
   assert again['step'] == 4
   for key in ('fid', 'kid', 'fid_rec'):
     np.testing.assert_allclose(again[key], results[key], rtol=1e-6)

@@ -133,9 +133,18 @@ def test_the_layer_rule_sees_upward_sideways_and_cross_family_imports():
 
 def test_the_package_has_no_import_circle_and_imports_only_downwards():
   graph = import_graph()
-  assert {'io.fs', 'program.workdir'} <= graph['program.train']  # (the graph is read)
+  assert {'core.train_step', 'program.workdir'} <= graph['program.train']  # (the graph is read)
   assert 'core.chamfer' in graph['core.losses'] and 'families.style.model' in graph[
       'interop.style_checkpoint']
   assert set(LAYERS) == {m for m in graph if m and '.' not in m}, 'a sub-package without a layer'
   assert circles(graph) == [], circles(graph)
   assert wrong_way(graph) == [], wrong_way(graph)
+
+
+MAX_LINES = 400  # a module longer than this holds more than one job: split it
+
+
+def test_no_module_is_longer_than_a_reader_can_hold():
+  lengths = {m: sum(1 for _ in open(path)) for m, path in modules().items()}
+  assert lengths['program.train'] > 50  # (the files are read)
+  assert {m: n for m, n in lengths.items() if n > MAX_LINES} == {}

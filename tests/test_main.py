@@ -15,8 +15,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import image_folder, mnist, toy2d
-from sintrovae_jax.data import pipeline as input_pipeline
-from sintrovae_jax.program import config_lib, train
+from sintrovae_jax.data import (image_files, kinds, numpy_batches, pipeline as input_pipeline)
+from sintrovae_jax.program import config_lib, errors, standard, train, workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_IMAGE = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,
@@ -43,8 +43,8 @@ def run_main(*args, timeout=240, env=None, **kwargs):
 
 
 def params_of(workdir, config):
-  exp = train.build(config)
-  state = train.restore_latest(train.checkpoint_manager(workdir, config), exp.state)
+  exp = standard.build(config)
+  state = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
   return state
 
 
@@ -70,7 +70,7 @@ def test_2d_run_writes_results_pictures_and_samples(tmp_path):
   # Evaluation is seeded: the same parameters give the same numbers.
   config = toy2d.get_config('8gaussians')
   config.update(dict(mlp_hidden=(16, 16), num_eval_points=500))
-  again = train.evaluate(train.build(config), params_of(workdir, config))
+  again = standard.evaluate(standard.build(config), params_of(workdir, config))
   for k in ('kl', 'jsd', 'gnelbo'):
     np.testing.assert_allclose(again[k], results[k], rtol=1e-6)
 
@@ -115,7 +115,7 @@ def test_image_run_with_every_option_on_mock_tfds_and_resume_equals_uninterrupte
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(split)):
       np.testing.assert_array_equal(a, b)
 
-  paths = train.sample_from_checkpoint(config, str(tmp_path / 'full'), num=6)
+  paths = standard.sample_from_checkpoint(config, str(tmp_path / 'full'), num=6)
   assert [os.path.basename(p) for p in paths] == ['samples_00000004.png',
                                                   'interpolation_00000004.png']
   assert Image.open(paths[1]).size[0] > 5 * Image.open(paths[1]).size[1]  # a strip
@@ -147,7 +147,7 @@ def test_2d_resume_after_sigterm_equals_uninterrupted(tmp_path):
   assert 'SIGTERM' in output
   config = toy2d.get_config('8gaussians')
   config.update(dict(mlp_hidden=(16, 16), num_train_steps=3000, num_vae_steps=20, batch_size=64))
-  stop_step = train.checkpoint_manager(stopped, config).latest_step()
+  stop_step = workdir_lib.checkpoint_manager(stopped, config).latest_step()
   assert stop_step is not None and 1 <= stop_step < 3000
 
   # Resume to a final step a little past the stop, and compare with a run that never stopped.
@@ -170,10 +170,10 @@ def test_image_folder_skips_corrupt_files(tmp_path, fid_weights):
     Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f'{i}.png')
   (folder / 'broken.jpg').write_bytes(b'not an image at all')
   (folder / 'notes.txt').write_text('ignored')
-  listed = input_pipeline.list_image_folder(str(tmp_path / 'images'))
+  listed = image_files.list_image_folder(str(tmp_path / 'images'))
   assert [os.path.basename(p) for p in listed] == ['0.png', '1.png', '2.png', '3.png', '4.png',
                                                    '5.png', 'broken.jpg']
-  good, bad = input_pipeline.check_image_files(listed)
+  good, bad = image_files.check_image_files(listed)
   assert len(good) == 6 and [os.path.basename(b) for b in bad] == ['broken.jpg']
 
   out = run_main('--config=configs/image_folder.py', f'--workdir={tmp_path / "run"}',
@@ -262,7 +262,7 @@ def test_bad_config_on_the_command_line_fails_before_compiling(tmp_path):
 
 def test_missing_tfds_dataset_says_how_to_prepare_it(tmp_path):
   config = _tiny_mnist(data_dir=str(tmp_path))
-  with pytest.raises(input_pipeline.DataError, match=f'tfds build mnist --data_dir={tmp_path}'):
+  with pytest.raises(kinds.DataError, match=f'tfds build mnist --data_dir={tmp_path}'):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
@@ -276,15 +276,15 @@ def test_npy_points_train_and_bad_files_are_reported(tmp_path):
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert set(results) == {'rec_error_deterministic'}  # no 2D metrics for 3D points
   # Every point is seen once per epoch, in a seeded order that does not depend on the start step.
-  seen = np.concatenate([b for _, b in zip(range(30), input_pipeline.point_batches(
+  seen = np.concatenate([b for _, b in zip(range(30), numpy_batches.point_batches(
       config, 0, points))])
   np.testing.assert_array_equal(np.sort(seen[:288], axis=0),
                                 np.sort(points[np.isin(points[:, 0], seen[:288, 0])], axis=0))
-  resumed = next(input_pipeline.point_batches(config, 17, points))
+  resumed = next(numpy_batches.point_batches(config, 17, points))
   np.testing.assert_array_equal(resumed, seen[17 * 32:18 * 32])
   np.save(tmp_path / 'bad.npy', np.array([1.0, np.nan, 2.0]))
-  with pytest.raises(input_pipeline.DataError, match=r'shape \[N, D\]'):
-    input_pipeline.load_points(str(tmp_path / 'bad.npy'))
+  with pytest.raises(kinds.DataError, match=r'shape \[N, D\]'):
+    numpy_batches.load_points(str(tmp_path / 'bad.npy'))
 
 
 def test_repeated_nonfinite_steps_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
@@ -303,7 +303,7 @@ def test_repeated_nonfinite_steps_stop_the_run_and_keep_the_last_good_checkpoint
   huge = 3e20 * np.random.default_rng(1).uniform(1, 2, size=(64, 2)).astype(np.float32)
   np.save(tmp_path / 'ok.npy', huge)
   config.update(dict(num_train_steps=40, log_every_steps=1000))
-  with pytest.raises(train.TrainingDiverged, match='3 consecutive non-finite steps up to step 7'):
+  with pytest.raises(errors.TrainingDiverged, match='3 consecutive non-finite steps up to step 7'):
     train.train_and_evaluate(config, workdir)
-  assert train.checkpoint_manager(workdir, config).latest_step() == 4
+  assert workdir_lib.checkpoint_manager(workdir, config).latest_step() == 4
   assert_states_close(params_of(workdir, config), good)

@@ -20,9 +20,9 @@ import pytest
 
 import real_images
 from configs import ffhq256, image_folder, toy2d
-from sintrovae_jax.data import pipeline as input_pipeline
+from sintrovae_jax.data import (tf_images)
 from sintrovae_jax.evaluators import quality as evaluation, ood
-from sintrovae_jax.program import config_lib, ood_run, train
+from sintrovae_jax.program import config_lib, ood_run, standard, train, workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 300
@@ -39,15 +39,15 @@ def test_digits_model_flags_faces_and_learns(tmp_path):
                      beta_neg=256.0, num_grid_images=8, likelihood_samples=8,
                      fid_batch_size=100))
   workdir = str(tmp_path / 'run')
-  exp = train.build(config)
+  exp = standard.build(config)
   train.train_and_evaluate(config, workdir)
 
   # Reconstruction error on held-out digits falls with training.
   heldout = config.copy_and_resolve_references()
   heldout.data_dir = heldout_dir
-  images = np.concatenate(list(input_pipeline.image_pass(heldout, 'train', 500, 100)))
+  images = np.concatenate(list(tf_images.image_pass(heldout, 'train', 500, 100)))
   assert images.shape == (500, 28, 28, 1)
-  final = train.restore_latest(train.checkpoint_manager(workdir, config), exp.state)
+  final = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
   before = evaluation.evaluate_images(exp.model, exp.state, images)['rec_error_deterministic']
   after = evaluation.evaluate_images(exp.model, final, images)['rec_error_deterministic']
   assert after < 0.6 * before, (before, after)

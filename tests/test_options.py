@@ -17,7 +17,7 @@ import pytest
 import sintrovae_jax as sv
 from conftest import mlp_model, tiny_image_model
 from sintrovae_jax.core import augment
-from sintrovae_jax.program import train
+from sintrovae_jax.program import standard
 from sintrovae_jax.core.train_state import averaged_part
 from test_main import _tiny_mnist
 
@@ -61,7 +61,7 @@ def test_default_step_is_unchanged_bit_for_bit():
 
 def test_options_left_at_their_defaults_keep_the_state_free_of_their_parts():
   config = _tiny_mnist()
-  exp = train.build(config)
+  exp = standard.build(config)
   assert exp.state.ema is None and exp.state.target is None
   assert sv.LossWeights(1.0, 1.0, 1.0).recon_reduction == 'reference'
 

@@ -12,7 +12,7 @@ import pytest
 
 from configs import toy2d
 from devices import cpu_devices_env
-from sintrovae_jax.program import train
+from sintrovae_jax.program import standard, workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,10 +74,10 @@ def test_two_processes_equal_one_process(tmp_path):
   config.update(dict(mlp_hidden=(16, 16), num_train_steps=30, num_vae_steps=10, batch_size=64))
   states = []
   for workdir in (multi, str(tmp_path / 'one')):
-    exp = train.build(config)
-    manager = train.checkpoint_manager(workdir, config)
+    exp = standard.build(config)
+    manager = workdir_lib.checkpoint_manager(workdir, config)
     assert manager.all_steps() == [20, 30]  # written once, by the two hosts together
-    states.append(train.restore_latest(manager, exp.state))
+    states.append(workdir_lib.restore_latest(manager, exp.state))
   for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   results = [json.load(open(os.path.join(w, 'eval_results.json')))

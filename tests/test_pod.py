@@ -30,7 +30,7 @@ from configs import image_folder, toy2d
 from devices import cpu_devices_env
 from sintrovae_jax.data import image_files
 from sintrovae_jax.io import fs
-from sintrovae_jax.program import config_lib, lease, train, workdir as workdir_lib
+from sintrovae_jax.program import config_lib, lease, standard, workdir as workdir_lib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'scripts'))
@@ -89,8 +89,8 @@ def _config_2d(steps):
 
 def _state(workdir, steps):
   config = _config_2d(steps)
-  return train.restore_latest(train.checkpoint_manager(workdir, config),
-                              train.build(config).state)
+  return workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config),
+                              standard.build(config).state)
 
 
 def test_a_bucket_run_leaves_nothing_local(tmp_path, fid_weights):
@@ -128,7 +128,7 @@ def test_two_hosts_stop_together_on_sigterm_and_resume_exactly(tmp_path):
   outputs = finish(procs)
   for p, output in zip(procs, outputs):
     assert p.returncode == 0, output[-3000:]
-  stop = train.checkpoint_manager(workdir, _config_2d(3000)).latest_step()
+  stop = workdir_lib.checkpoint_manager(workdir, _config_2d(3000)).latest_step()
   assert stop is not None and 1 <= stop < 3000, outputs[0][-2000:]
   # Both hosts stopped after the same step: the one saved.
   for output in outputs:

@@ -386,21 +386,21 @@ def test_folders_split_by_sorted_name_and_every_format_reads_back(tmp_path):
 def test_shapes_run_trains_and_beats_the_untrained_model_on_every_metric(tmp_path):
   import synthetic_shapes  # pylint: disable=g-import-not-at-top
   from configs import shapenet_points  # pylint: disable=g-import-not-at-top
-  from sintrovae_jax.program import train  # pylint: disable=g-import-not-at-top
+  from sintrovae_jax.program import standard, train  # pylint: disable=g-import-not-at-top
   root = synthetic_shapes.write_folder(str(tmp_path / 'shapes'), per_category=40, n=64)
   config = shapenet_points.get_config('sphere,torus,cube')
   config.update(dict(data_dir=root, num_points=64, z_dim=16, batch_size=16, beta_neg=32.0,
                      num_train_steps=250, lr_decay_steps=(), log_every_steps=125,
                      sample_every_steps=250, checkpoint_every_steps=250, num_eval_clouds=12))
-  exp = train.build(config)
-  untrained = train.evaluate(exp, exp.state)
+  exp = standard.build(config)
+  untrained = standard.evaluate(exp, exp.state)
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['num_clouds'] == 12  # 4 test clouds of each category
   assert results['rec_chamfer'] < 0.5 * untrained['rec_chamfer'], (untrained, results)
   assert results['jsd'] < untrained['jsd'] and results['mmd_cd'] < untrained['mmd_cd']
   assert results['cov_cd'] > untrained['cov_cd'] and results['1nna_cd'] < untrained['1nna_cd']
   assert os.path.getsize(tmp_path / 'run' / 'pictures' / 'real_rec_sample_00000250.png') > 10_000
-  paths = train.sample_from_checkpoint(config, str(tmp_path / 'run'), num=4)
+  paths = standard.sample_from_checkpoint(config, str(tmp_path / 'run'), num=4)
   assert np.load(paths[0]).shape == (4, 64, 3) and paths[1].endswith('.png')
 
 
@@ -412,17 +412,17 @@ def test_imported_release_samples_through_main(tmp_path):
   import torch_files  # pylint: disable=g-import-not-at-top
   from scripts import import_points_checkpoint  # pylint: disable=g-import-not-at-top
   from sintrovae_jax.core import inference  # pylint: disable=g-import-not-at-top
-  from sintrovae_jax.program import train
+  from sintrovae_jax.program import standard, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   sd = _reference_state_dict(np.random.default_rng(8))
   path = str(tmp_path / 'table_01592_jsd_0.0143.pth')
   torch_files.save_zip(torch_files.state_dict(sd), path)
   workdir = str(tmp_path / 'table')
   assert import_points_checkpoint.main([path, '--category=table', f'--workdir={workdir}']) == 0
-  config = train.load_config(workdir)
-  state = train.latest_checkpoint_state(train.build(config), workdir, 'sample from')
+  config = workdir_lib.load_config(workdir)
+  state = workdir_lib.latest_checkpoint_state(standard.build(config), workdir, 'sample from')
   z = np.random.default_rng(9).normal(size=(2, 128)).astype(np.float32)
   np.testing.assert_allclose(
-      np.transpose(np.asarray(inference.decode(train.build(config).model, state, z)), (0, 2, 1)),
+      np.transpose(np.asarray(inference.decode(standard.build(config).model, state, z)), (0, 2, 1)),
       _torch_forward(sd, np.zeros((2, 2048, 3), np.float32), z)[2], rtol=1e-3, atol=1e-3)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = subprocess.run([sys.executable, 'main.py', '--mode=sample', f'--workdir={workdir}',

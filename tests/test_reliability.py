@@ -17,7 +17,7 @@ from PIL import Image
 
 from configs import image_folder, toy2d
 from sintrovae_jax.core import inference
-from sintrovae_jax.data import pipeline as input_pipeline
+from sintrovae_jax.data import (image_files, kinds, numpy_batches, pipeline as input_pipeline, tf_images)
 from sintrovae_jax.program import config_lib, lease, train, workdir as workdir_lib
 from test_main import ROOT, params_of, run_main, stop_long_2d_run, tiny_2d_flags
 
@@ -71,7 +71,7 @@ def test_a_folder_where_nothing_decodes_stops_with_a_clear_error(tmp_path):
     data = _jpeg_bytes(rng)
     (tmp_path / f'{i}.jpg').write_bytes(data[:len(data) // 2])
   box = _next_within(_lazy(lambda: input_pipeline.train_iterator(_folder_config(tmp_path))), 60)
-  assert isinstance(box.get('error'), input_pipeline.DataError), box
+  assert isinstance(box.get('error'), kinds.DataError), box
   assert str(tmp_path) in str(box['error']) and '.jpg' in str(box['error'])
 
 
@@ -83,7 +83,7 @@ def _lazy(make):
 def test_bad_files_past_the_start_up_sample_are_skipped_counted_and_stop_a_dead_stream(
     tmp_path, caplog):
   rng = np.random.default_rng(0)
-  for i in range(input_pipeline.FILES_CHECKED_AT_START):
+  for i in range(tf_images.FILES_CHECKED_AT_START):
     (tmp_path / f'a_good{i:03d}.jpg').write_bytes(_jpeg_bytes(rng))
   (tmp_path / 'a_broken.png').write_text('not an image')  # inside the sample: dropped at start
   for i in range(2):  # past the sample: met while training, skipped and counted
@@ -99,7 +99,7 @@ def test_bad_files_past_the_start_up_sample_are_skipped_counted_and_stop_a_dead_
   assert 'Skipping 1 unreadable image file(s)' in text and 'a_broken.png' in text
   assert 'z_truncated0.jpg' in text and 'z_truncated1.jpg' in text and '2 skipped so far' in text
   # A stream in which every file fails (after a good start-up sample) ends, it does not hang.
-  failures = input_pipeline.DecodeFailures(str(tmp_path), limit=3)
+  failures = tf_images.DecodeFailures(str(tmp_path), limit=3)
   for i in range(3):
     failures.failed(f'bad{i}.jpg', OSError('truncated'))
   assert failures.error is not None and 'bad0.jpg' in str(failures.error)
@@ -111,7 +111,7 @@ def test_listing_a_large_folder_opens_no_file(tmp_path, monkeypatch):
   opened = []
   real_open = open
   monkeypatch.setattr('builtins.open', lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
-  paths = input_pipeline.list_image_folder(str(tmp_path))
+  paths = image_files.list_image_folder(str(tmp_path))
   assert len(paths) == 70_000 and paths == sorted(paths) and not opened
 
 
@@ -121,12 +121,12 @@ def test_points_that_cannot_train_are_refused(tmp_path):
   for name, array in cases.items():
     np.save(tmp_path / name, array)
   (tmp_path / 'text.npy').write_text('1.0, 2.0\n3.0, 4.0\n')
-  with pytest.raises(input_pipeline.DataError, match='float32 range'):
-    input_pipeline.load_points(str(tmp_path / 'huge.npy'))
-  with pytest.raises(input_pipeline.DataError, match='identical'):
-    input_pipeline.load_points(str(tmp_path / 'zeros.npy'))
-  with pytest.raises(input_pipeline.DataError, match='not a NumPy .npy file'):
-    input_pipeline.load_points(str(tmp_path / 'text.npy'))
+  with pytest.raises(kinds.DataError, match='float32 range'):
+    numpy_batches.load_points(str(tmp_path / 'huge.npy'))
+  with pytest.raises(kinds.DataError, match='identical'):
+    numpy_batches.load_points(str(tmp_path / 'zeros.npy'))
+  with pytest.raises(kinds.DataError, match='not a NumPy .npy file'):
+    numpy_batches.load_points(str(tmp_path / 'text.npy'))
 
 
 def test_an_empty_image_folder_fails_at_once_and_writes_nothing(tmp_path):
@@ -168,7 +168,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_an_intact_one(tmp_path, caplo
     train.train_and_evaluate(config, workdir)
   assert 'step 4' in caplog.text and 'damaged' in caplog.text
   assert os.path.isdir(os.path.join(workdir, 'checkpoints_damaged', '4'))
-  assert train.checkpoint_manager(workdir, config).latest_step() == 6
+  assert workdir_lib.checkpoint_manager(workdir, config).latest_step() == 6
   history = [json.loads(l)['step'] for l in open(os.path.join(workdir, 'history.jsonl'))]
   assert history == sorted(history) and history[-3:] == [4, 5, 6]  # resumed from step 2
 
@@ -190,7 +190,7 @@ def test_a_picture_failure_loses_no_checkpoint(tmp_path, monkeypatch):
   workdir = str(tmp_path / 'run')
   results = train.train_and_evaluate(config, workdir)
   assert results and os.path.exists(os.path.join(workdir, 'eval_results.json'))
-  assert train.checkpoint_manager(workdir, config).latest_step() == 4
+  assert workdir_lib.checkpoint_manager(workdir, config).latest_step() == 4
 
 
 def test_a_changed_config_is_refused_unless_it_only_changes_run_length_or_logging(tmp_path):
@@ -208,7 +208,7 @@ def test_a_changed_config_is_refused_unless_it_only_changes_run_length_or_loggin
   assert open(os.path.join(workdir, 'config.json')).read() == saved  # untouched
   longer = _points_config(tmp_path, num_train_steps=6, log_every_steps=2)
   train.train_and_evaluate(longer, workdir)
-  assert train.checkpoint_manager(workdir, longer).latest_step() == 6
+  assert workdir_lib.checkpoint_manager(workdir, longer).latest_step() == 6
 
 
 def test_a_second_run_on_the_same_workdir_is_refused(tmp_path):
@@ -261,7 +261,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert 'SIGINT received' in output and 'Traceback' not in output
   config = toy2d.get_config('8gaussians')
   config.update(dict(mlp_hidden=(16, 16), num_train_steps=3000, num_vae_steps=20, batch_size=64))
-  step = train.checkpoint_manager(workdir, config).latest_step()
+  step = workdir_lib.checkpoint_manager(workdir, config).latest_step()
   assert step is not None and 1 <= step < 3000
   assert int(params_of(workdir, config).step) == step
 
@@ -271,14 +271,14 @@ def test_uint8_images_equal_the_float_path():
   rounding (XLA may divide as a multiplication by 1/255: at most one unit in the last place)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-  as_float = input_pipeline._decode(tf.constant(image), 16, 3).numpy()  # pylint: disable=protected-access
-  as_uint8 = input_pipeline._decode(tf.constant(image), 16, 3, as_uint8=True).numpy()  # pylint: disable=protected-access
+  as_float = tf_images.resize_and_crop(tf.constant(image), 16, 3).numpy()  # pylint: disable=protected-access
+  as_uint8 = tf_images.resize_and_crop(tf.constant(image), 16, 3, as_uint8=True).numpy()  # pylint: disable=protected-access
   assert as_uint8.dtype == np.uint8 and as_uint8.nbytes * 4 == as_float.nbytes
   np.testing.assert_allclose(np.asarray(inference.to_unit_range(as_uint8)), as_float, rtol=0,
                              atol=np.finfo(np.float32).eps / 2)
   # Resized images are rounded to 8 bits, as a stored image would be: within half a level.
-  resized = input_pipeline._decode(tf.constant(image), 8, 3).numpy()  # pylint: disable=protected-access
-  rounded = input_pipeline._decode(tf.constant(image), 8, 3, as_uint8=True).numpy()  # pylint: disable=protected-access
+  resized = tf_images.resize_and_crop(tf.constant(image), 8, 3).numpy()  # pylint: disable=protected-access
+  rounded = tf_images.resize_and_crop(tf.constant(image), 8, 3, as_uint8=True).numpy()  # pylint: disable=protected-access
   assert np.abs(np.asarray(inference.to_unit_range(rounded)) - resized).max() <= 0.5 / 255 + 1e-7
 
 
@@ -359,7 +359,7 @@ def test_a_full_disk_while_saving_ends_in_one_line_and_the_rerun_resumes(small_d
   config.update(dict(mlp_hidden=(16, 16), num_train_steps=200_000, num_vae_steps=20,
                      batch_size=64))
   os.remove(small_disk / 'ballast')
-  last = train.checkpoint_manager(workdir, config).latest_step()
+  last = workdir_lib.checkpoint_manager(workdir, config).latest_step()
   assert last is not None and last >= 200
   assert 'No space left on device' in line and 'Free some space' in line, line
   assert f'the last good one is step {last};' in line and 'MiB' in line, line

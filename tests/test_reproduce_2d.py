@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from configs import toy2d
-from sintrovae_jax.program import train
+from sintrovae_jax.program import standard, train, workdir as workdir_lib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 'scripts'))
@@ -30,8 +30,8 @@ def test_vmapped_seeds_equal_separate_training_runs(tmp_path):
     config = _tiny('8gaussians', seed)
     workdir = str(tmp_path / f'seed{seed}')
     want = train.train_and_evaluate(config, workdir)
-    exp = train.build(config)
-    ref = train.restore_latest(train.checkpoint_manager(workdir, config), exp.state)
+    exp = standard.build(config)
+    ref = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
     got = jax.tree.map(lambda x, i=i: x[i], states)
     assert int(got.step) == int(ref.step) == 9
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):  # params, stats, Adam, key

@@ -15,8 +15,8 @@ from configs import ffhq256
 from devices import cpu_devices_env
 from sintrovae_jax.core import losses
 from sintrovae_jax.families.style import progressive, networks as style_nets, optim as style_optim, step as style_step
-from sintrovae_jax.program import style_train
-from sintrovae_jax.program import registry as programs, train
+from sintrovae_jax.program import (registry as programs, runner, startup, style_train,
+                                   workdir as workdir_lib)
 from sintrovae_jax.core.objectives import LossWeights
 from sintrovae_jax.families.style.model import StyleVAE
 
@@ -323,7 +323,7 @@ def faces(tmp_path_factory):
 
 def _stop_at(step_to_stop):
   """A preemption that stops the run after `step_to_stop`."""
-  class Stop(train.Preemption):
+  class Stop(startup.Preemption):
     def __call__(self, step):
       return step == step_to_stop
   return Stop
@@ -331,7 +331,7 @@ def _stop_at(step_to_stop):
 
 def _state(workdir, config):
   exp = style_train.build(config)
-  return train.latest_checkpoint_state(exp, str(workdir), 'read')
+  return workdir_lib.latest_checkpoint_state(exp, str(workdir), 'read')
 
 
 def test_trains_through_two_resolutions_and_resumes_exactly_across_the_switch(
@@ -352,10 +352,10 @@ def test_trains_through_two_resolutions_and_resumes_exactly_across_the_switch(
   assert 'real_rec_sample_00000040.png' in pictures  # the end of the 4 px phases
 
   # Stopped at the last 4 px step (40), then resumed: the same final state, bit for bit.
-  monkeypatch.setattr(train, 'Preemption', _stop_at(40))
+  monkeypatch.setattr(runner, 'Preemption', _stop_at(40))
   assert style_train.train_and_evaluate(config, str(tmp_path / 'split')) is None
   assert int(_state(tmp_path / 'split', config).step) == 40
-  monkeypatch.setattr(train, 'Preemption', _stop_at(-1))
+  monkeypatch.setattr(runner, 'Preemption', _stop_at(-1))
   style_train.train_and_evaluate(config, str(tmp_path / 'split'))
   full, split = _state(tmp_path / 'full', config), _state(tmp_path / 'split', config)
   for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(split)):

@@ -15,8 +15,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import flax.jax_utils
 import jax
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
 
 AXIS = 'batch'
 

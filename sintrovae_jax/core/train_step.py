@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sintrovae_jax.core import augment as augment_lib
-from sintrovae_jax.core import losses, objectives
+from sintrovae_jax.core import augment as augment_lib, losses, objectives
 from sintrovae_jax.core.objectives import Draws, LossWeights
 from sintrovae_jax.core.train_state import TrainState, averaged_part
 from sintrovae_jax.core.vae import SoftIntroVAE

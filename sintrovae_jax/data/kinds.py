@@ -1,6 +1,9 @@
-"""What kind of data a config names (images, 2D/npy vectors, point clouds) and one example's shape."""
+"""What kind of data a config names (images, 2D/npy vectors, point clouds), one example's shape,
+each host's share of a batch, and the error for data that cannot be used."""
 
 from typing import Optional, Tuple
+
+import jax
 
 from sintrovae_jax.data import toy
 
@@ -41,3 +44,11 @@ def data_shape(config, vector_dim: Optional[int] = None) -> Tuple[int, ...]:
 
 def point_categories(config) -> Tuple[str, ...]:
   return tuple(c.strip() for c in str(config.point_categories).split(',') if c.strip())
+
+
+class DataError(RuntimeError):
+  """The data a config names is missing or unusable; the message says how to prepare it."""
+
+
+def per_host_batch_size(config) -> int:
+  return config.batch_size // jax.process_count()

@@ -20,10 +20,10 @@ import ml_collections
 import numpy as np
 
 from sintrovae_jax.core import inference
+from sintrovae_jax.core.vae import SoftIntroVAE
 from sintrovae_jax.data import image_files
 from sintrovae_jax.evaluators import fid, inception
 from sintrovae_jax.io import fs, hosts
-from sintrovae_jax.core.vae import SoftIntroVAE
 
 Batches = Callable[[], Iterable[np.ndarray]]
 

@@ -18,11 +18,11 @@ import hashlib
 import logging
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
 from sintrovae_jax.interop import torch_archive
 from sintrovae_jax.io import fs, hosts

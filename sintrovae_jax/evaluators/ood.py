@@ -14,15 +14,15 @@ positive, as in Liang et al. 2018). AUROC 0.5 is chance.
 from typing import Any, Dict, Iterable
 
 import jax
-import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
+import numpy as np
 from sklearn import metrics
 
 from sintrovae_jax.core import inference, parallel
-from sintrovae_jax.evaluators import fid, likelihood
-from sintrovae_jax.io import fs, plotting
 from sintrovae_jax.core.train_state import TrainState
 from sintrovae_jax.core.vae import SoftIntroVAE
+from sintrovae_jax.evaluators import fid, likelihood
+from sintrovae_jax.io import fs, plotting
 
 SCORES = ('neg_log_px', 'neg_elbo', 'kl', 'rec_error')
 

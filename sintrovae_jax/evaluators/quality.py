@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sintrovae_jax.core import inference, losses
-from sintrovae_jax.evaluators import metrics_2d, metrics_3d
 from sintrovae_jax.core.train_state import TrainState
 from sintrovae_jax.core.vae import SoftIntroVAE
+from sintrovae_jax.evaluators import metrics_2d, metrics_3d
 
 
 def batched(fn: Callable, x: np.ndarray, size: int = 65_536) -> np.ndarray:

@@ -17,8 +17,8 @@ import logging
 import pickle
 import reprlib
 import struct
-import zipfile
 from typing import Any, Dict, List, Tuple
+import zipfile
 
 import ml_dtypes
 import numpy as np

@@ -16,10 +16,10 @@ import io
 import json
 import os
 import posixpath
-from typing import Any, Dict, IO, List
+from typing import IO, Any, Dict, List
 
-import numpy as np
 from etils import epath
+import numpy as np
 
 
 def is_url(path: str) -> bool:

@@ -9,9 +9,9 @@ leaves the backend alone: a notebook keeps its inline plots.
 import io
 from typing import Dict, Sequence
 
+from PIL import Image
 from matplotlib.figure import Figure
 import numpy as np
-from PIL import Image
 
 from sintrovae_jax.io import fs
 

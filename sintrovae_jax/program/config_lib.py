@@ -12,16 +12,17 @@ import jax.numpy as jnp
 import ml_collections
 
 from sintrovae_jax.core import augment, losses, train_step
+from sintrovae_jax.core.objectives import LossWeights
+from sintrovae_jax.core.vae import SoftIntroVAE
 from sintrovae_jax.data import image_files
 from sintrovae_jax.data.kinds import (DATASETS, TFDS_CHANNELS, TFDS_SIZES, data_shape,
-                                     is_image_data, is_point_data, is_vector_data, point_categories)
+                                      is_image_data, is_point_data, is_vector_data,
+                                      point_categories)
 from sintrovae_jax.evaluators import fid
 from sintrovae_jax.families.image import networks as image_networks
 from sintrovae_jax.families.points import networks as point_networks
-from sintrovae_jax.io import fs
-from sintrovae_jax.core.objectives import LossWeights
 from sintrovae_jax.families.style.model import StyleVAE
-from sintrovae_jax.core.vae import SoftIntroVAE
+from sintrovae_jax.io import fs
 
 VARIANTS = train_step.VARIANTS + ('style',)  # 'style': style_train.py, its own loop
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -153,7 +154,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     if not point_categories(config):
       _fail('point_categories', config.point_categories, 'name the sub-folder(s) of data_dir to '
             "train on, e.g. 'chair' or '03001627' (comma-separated for several)")
-    # (data_dir is checked when training starts, input_pipeline.check_data: sampling from a
+    # (data_dir is checked when training starts, pipeline.check_data: sampling from a
     # checkpoint needs no data.)
     for field in ('train_split', 'eval_split'):
       if config[field] not in ('train', 'valid', 'test') and not (field == 'eval_split'

@@ -13,12 +13,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from sintrovae_jax.data import kinds, pipeline as input_pipeline
-from sintrovae_jax.evaluators import likelihood
-from sintrovae_jax.io import fs, hosts
-from sintrovae_jax.program import config_lib, registry as programs, train
-from sintrovae_jax.evaluators.ood import SCORES, Scorer, detection_metrics, histograms, score_images
 from sintrovae_jax.core.train_state import ema_view
+from sintrovae_jax.data import kinds, pipeline as input_pipeline, tf_images
+from sintrovae_jax.evaluators import likelihood
+from sintrovae_jax.evaluators.ood import SCORES, Scorer, detection_metrics, histograms, score_images
+from sintrovae_jax.io import fs, hosts
+from sintrovae_jax.program import config_lib, registry as programs, standard, workdir as workdir_lib
 
 
 def ood_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -47,10 +47,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def ood_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Scores the evaluation split and the OOD set with the latest checkpoint; writes the results."""
   check_config(config)
-  exp = train.build(config)
+  exp = standard.build(config)
   input_pipeline.check_data(config)
   # The weight EMA, when the run kept one, is the model (as for sampling and pictures).
-  state = ema_view(train.latest_checkpoint_state(exp, workdir, 'score with'))
+  state = ema_view(workdir_lib.latest_checkpoint_state(exp, workdir, 'score with'))
   sigma = (config.likelihood_sigma if config.likelihood_sigma > 0 else
            likelihood.default_sigma(config.recon_loss, config.beta_rec, config.beta_kl,
                                     config.recon_reduction, exp.shape))
@@ -58,14 +58,14 @@ def ood_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
   scorer = Scorer(exp.model, state, jax.random.PRNGKey(config.eval_seed),
                   config.likelihood_samples, config.recon_loss, sigma, rows_per_call=batch)
   limit = config.num_eval_examples
-  in_scores = score_images(scorer, input_pipeline.image_pass(
+  in_scores = score_images(scorer, tf_images.image_pass(
       config, config.eval_split or config.train_split, limit, batch))
   ood = ood_config(config)
-  out_scores = score_images(scorer, input_pipeline.image_pass(
+  out_scores = score_images(scorer, tf_images.image_pass(
       ood, config.ood_split, limit, batch, channels=exp.shape[-1]))
   for name, s in (('in-distribution', in_scores), ('OOD', out_scores)):
     if not len(s['kl']):
-      raise input_pipeline.DataError(f'The {name} set gave no images to score.')
+      raise kinds.DataError(f'The {name} set gave no images to score.')
   results: Dict[str, Any] = {k: detection_metrics(in_scores[k], out_scores[k]) for k in SCORES}
   images = {'in': len(in_scores['kl']), 'out': len(out_scores['kl'])}
   bpd = {n: float(np.mean(likelihood.bits_per_dim(-s['neg_log_px'], exp.shape, images=True)))

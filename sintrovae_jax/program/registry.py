@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import ml_collections
 
-from sintrovae_jax.program import style_train, train
+from sintrovae_jax.program import standard, style_train, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +25,8 @@ class Programs:
   no_ood: str = ''
 
 
-_STANDARD = Programs(train.train_and_evaluate, train.fid_from_checkpoint,
-                     train.sample_from_checkpoint)
+_STANDARD = Programs(train.train_and_evaluate, standard.fid_from_checkpoint,
+                     standard.sample_from_checkpoint)
 REGISTRY = {
     'standard': _STANDARD, 'bootstrap': _STANDARD, 'points': _STANDARD,
     'style': Programs(style_train.train_and_evaluate, style_train.fid_from_checkpoint,

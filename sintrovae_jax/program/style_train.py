@@ -4,7 +4,8 @@
 of progressive.py from the step of the latest checkpoint: at the start of each resolution it wipes
 the optimiser states (as the reference), builds that phase's data stream and pmapped step, and
 checkpoints at every phase's end, so a run resumes exactly across resolution switches. Logging,
-pictures, preemption, the workdir lease and the compilation cache are train.py's.
+pictures, preemption, the workdir lease and the compilation cache are the program's shared modules
+(metric_log, outputs, runner, startup).
 """
 
 import dataclasses
@@ -12,21 +13,22 @@ import logging
 import math
 from typing import Any, Dict, List, Optional
 
+from clu import periodic_actions
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from clu import periodic_actions
 
 from sintrovae_jax.core import inference, parallel
-from sintrovae_jax.data import pipeline as input_pipeline
-from sintrovae_jax.evaluators import quality as evaluation, fid, fid_evaluator as fid_eval
+from sintrovae_jax.core.train_state import ema_view
+from sintrovae_jax.data import tf_images
+from sintrovae_jax.evaluators import fid, fid_evaluator as fid_eval, quality as evaluation
 from sintrovae_jax.families.style import progressive, step as style_step
-from sintrovae_jax.io import fs, hosts, plotting
-from sintrovae_jax.program import config_lib, train, workdir as workdir_lib
 from sintrovae_jax.families.style.model import StyleVAE
 from sintrovae_jax.families.style.step import StyleTrainState
-from sintrovae_jax.core.train_state import ema_view
+from sintrovae_jax.io import fs, hosts, plotting
+from sintrovae_jax.program import (config_lib, errors, metric_log, outputs, runner, standard,
+                                   workdir as workdir_lib)
 
 
 @dataclasses.dataclass
@@ -86,7 +88,7 @@ def write_pictures(exp: StyleExperiment, state: StyleTrainState, phase: progress
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[Dict[str, Any]]:
   """Trains through the progressive schedule, resuming from `workdir`; returns the final
   evaluation (None if stopped by a signal)."""
-  return train.run_program(config, workdir, build, _train)
+  return runner.run_program(config, workdir, build, _train)
 
 
 def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str):
@@ -94,10 +96,10 @@ def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str
   manager = workdir_lib.checkpoint_manager(workdir, config)
   state = workdir_lib.restore_latest(manager, exp.state)
   start, total = int(state.step), exp.total_steps
-  hosts.together(workdir_lib.check_topology, config, workdir, start, errors=train.USER_ERRORS)
+  hosts.together(workdir_lib.check_topology, config, workdir, start, errors=errors.USER_ERRORS)
   report.mark('restore_checkpoint')
-  writer = train.open_run(config, workdir, start)
-  log = train.MetricLog(workdir, writer, config, start)
+  writer = outputs.open_run(config, workdir, start)
+  log = metric_log.MetricLog(workdir, writer, config, start)
   hooks = []
   if hosts.is_leader():
     hooks.append(periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
@@ -113,7 +115,7 @@ def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str
     if saved[0] == step:  # (a stop signal at a phase's end: that step is saved already)
       return
     saved[0] = step
-    train.save_checkpoint(manager, r_state, step, log, workdir,
+    runner.save_checkpoint(manager, r_state, step, log, workdir,
                           'Try a lower style_lod_learning_rate or smaller betas.')
 
   first_step_done = start >= total
@@ -128,11 +130,11 @@ def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str
                    phase.resolution)
       r_state = parallel.replicate(style_step.reset_optimizers(
           parallel.unreplicate(r_state), phase, exp.coefficients))
-    host_batches = input_pipeline.progressive_batches(config, phase.resolution, phase.batch,
+    host_batches = tf_images.progressive_batches(config, phase.resolution, phase.batch,
                                                       phase.index, begin - phase.start)
     first = next(host_batches)
     real = np.asarray(inference.to_unit_range(first[:config.num_grid_images]))
-    batches = parallel.prefetch(train.chain(first, host_batches))
+    batches = parallel.prefetch(runner.chain(first, host_batches))
     p_step = parallel.pmap_train_step(make_phase_step(exp, phase))
     logging.info('Phase %s: steps %d to %d, global batch %d, learning rate %g, beta_neg %g.',
                  phase.name, begin + 1, phase.end, phase.batch, phase.learning_rate,
@@ -154,10 +156,10 @@ def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str
       if step % config.checkpoint_every_steps == 0 or phase_end:
         save(step)  # every phase ends in a checkpoint: resumes start at a phase boundary exactly
       if (step % config.sample_every_steps == 0 or phase_end) and hosts.is_leader():
-        train.never_fatal(f'pictures at step {step}', write_pictures, exp,
+        outputs.never_fatal(f'pictures at step {step}', write_pictures, exp,
                            parallel.unreplicate(r_state), phase, step, real, writer, workdir)
       if preempted(step):
-        train.stop_for_signal(log, save, writer, step)
+        outputs.stop_for_signal(log, save, writer, step)
         return None
 
   final = parallel.unreplicate(r_state)
@@ -167,14 +169,14 @@ def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str
     fid_results = evaluator(parallel.replicate(final))
     log.write_fid(total, fid_results)
     results.update(fid_results)
-  train.write_results(log, writer, workdir, total, results)
+  outputs.write_results(log, writer, workdir, total, results)
   return results
 
 
 def evaluate(exp: StyleExperiment, state: StyleTrainState) -> Dict[str, float]:
   """Mean per-image squared reconstruction error (images in [0, 1], z = mu, noise off) on the
   evaluation images at full size, of the trained networks and of the EMA ('ema/...')."""
-  images = input_pipeline.eval_images(exp.config)
+  images = tf_images.eval_images(exp.config)
   errors = jax.jit(lambda enc, dec, x: jnp.sum(
       jnp.square(style_step.reconstruct(exp.model, enc, dec, x) - x), axis=(1, 2, 3)))
 
@@ -183,7 +185,7 @@ def evaluate(exp: StyleExperiment, state: StyleTrainState) -> Dict[str, float]:
         lambda x: errors(view.encoder_params, view.decoder_params, x), images, 64)
     return {'rec_error_deterministic': float(per_image.mean())}
 
-  return train.on_each_network(mean_error, state)
+  return runner.on_each_network(mean_error, state)
 
 
 def create_fid_evaluator(exp: StyleExperiment, workdir: str) -> Optional[fid_eval.FidEvaluator]:
@@ -209,8 +211,8 @@ def create_fid_evaluator(exp: StyleExperiment, workdir: str) -> Optional[fid_eva
     return fid.quantize_8bit(style_step.reconstruct(model, view.encoder_params,
                                                     view.decoder_params, images))
 
-  return fid_eval.FidEvaluator(config, model, *train.fid_image_passes(config),
-                               train.fid_cache_dir(config, workdir), generate=generate,
+  return fid_eval.FidEvaluator(config, model, *standard.fid_image_passes(config),
+                               standard.fid_cache_dir(config, workdir), generate=generate,
                                reconstruct=reconstruct)
 
 
@@ -220,10 +222,10 @@ def fid_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
   if not config.fid_inception_weights:
     raise config_lib.ConfigError('--mode=fid needs the Inception weights: pass '
                                  '--inception_weights=PATH (README, "FID and KID").')
-  state = train.latest_checkpoint_state(exp, workdir, 'evaluate')
+  state = workdir_lib.latest_checkpoint_state(exp, workdir, 'evaluate')
   results = dict(create_fid_evaluator(exp, workdir)(parallel.replicate(state)),
                  step=int(state.step))
-  train.write_fid_results(workdir, results)
+  outputs.write_fid_results(workdir, results)
   return results
 
 
@@ -232,7 +234,7 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
   """Sample grids of the latest checkpoint's EMA model: plain, truncated (psi, cutoff from the
   config), style-mixed, and an interpolation strip; at the resolution the run has reached."""
   exp = build(config)
-  state = train.latest_checkpoint_state(exp, workdir, 'sample from')
+  state = workdir_lib.latest_checkpoint_state(exp, workdir, 'sample from')
   step = int(state.step)
   lod = progressive.phase_at(exp.phases, max(step - 1, 0)).lod
   dec = ema_view(state).decoder_params
@@ -252,4 +254,4 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
   strip = _interpolate(model, dec, ends[0], ends[1], interpolation_steps, lod)
   outputs[f'interpolation_{step:08d}.png'] = plotting.image_grid(np.asarray(strip),
                                                                  columns=interpolation_steps)
-  return train.write_samples(workdir, outputs)
+  return outputs.write_samples(workdir, outputs)

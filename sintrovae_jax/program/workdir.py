@@ -8,6 +8,7 @@ agreeing. Paths go through `fs`, so a workdir may be a bucket (gs://...).
 - `check_topology`: image streams are positioned per host, so a run resumes on as many hosts as
   it was trained on (topology.json, written at each checkpoint), or is refused with the choices.
 - `load_history`: history.jsonl rows up to the restored step (later rows are dropped on resume).
+- `load_config`, `latest_checkpoint_state`: a finished or stopped run, for the sample/fid/ood modes.
 
 (The run lease, one run per workdir, is lease.py's.)
 """
@@ -19,15 +20,15 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sintrovae_jax.io import fs, hosts
 from sintrovae_jax.data import kinds
+from sintrovae_jax.io import fs, hosts
 from sintrovae_jax.program.config_lib import ConfigError
 
 # Fields a resumed run may change: run length, logging, checkpointing and evaluation. Every other
@@ -232,3 +233,34 @@ def assert_finite(tree: Any, what: str) -> None:
     array = np.asarray(leaf)
     if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
       raise FloatingPointError(f'{what} holds NaN or infinite values.')
+
+
+def load_config(workdir: str,
+                defaults: Optional[ml_collections.ConfigDict] = None) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was trained with (saved as config.json), over `defaults`.
+
+  `defaults` (configs/default.py) supplies fields added since the run was trained.
+  """
+  path = fs.join(workdir, 'config.json')
+  if not fs.exists(path):
+    raise ConfigError(f'No config.json in {workdir!r}: is it the --workdir of a '
+                          'training run? Or pass --config.')
+  values = fs.read_json(path)
+  for key in ('channels', 'mlp_hidden', 'lr_decay_steps', 'style_lod_images', 'style_lod_batch',
+              'style_lod_learning_rate', 'style_lod_beta_neg'):
+    if key in values:  # (runs saved before a field existed lack it)
+      values[key] = tuple(values[key])
+  if defaults is None:
+    return ml_collections.ConfigDict(values)
+  config = ml_collections.ConfigDict(defaults.to_dict())
+  config.update(values)
+  return config
+
+
+def latest_checkpoint_state(exp: Any, workdir: str, purpose: str) -> Any:
+  """The state of `workdir`'s latest checkpoint; CheckpointError naming `purpose` if none.
+  (Any experiment with a `config` and an initial `state`: the style variant's too.)"""
+  manager = checkpoint_manager(workdir, exp.config)
+  if manager.latest_step() is None:
+    raise CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to {purpose}.')
+  return restore_latest(manager, exp.state)

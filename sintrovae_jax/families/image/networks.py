@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from sintrovae_jax.families.layers import (Dtype, Precision, lrelu, torch_bias_init, torch_dense,
-                                          torch_kernel_init)
+                                           torch_kernel_init)
 
 
 class ResidualBlock(nn.Module):

@@ -9,9 +9,9 @@ the state (v and t) at every resolution switch, as the reference wipes it.
 from typing import Any
 
 import jax
+from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
 
 def flat_coefficients(coefficients: Any, params: Any) -> jax.Array:

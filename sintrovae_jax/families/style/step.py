@@ -20,10 +20,12 @@ import jax.numpy as jnp
 import optax
 
 from sintrovae_jax.core import losses
-from sintrovae_jax.families.style import progressive, model as style_model, networks as style_nets, optim as style_optim
 from sintrovae_jax.core.objectives import LossWeights
+from sintrovae_jax.core.train_step import (_finite_fraction, global_example_index,
+                                           per_example_normals)
+from sintrovae_jax.families.style import (model as style_model, networks as style_nets,
+                                          optim as style_optim, progressive)
 from sintrovae_jax.families.style.progressive import Phase
-from sintrovae_jax.core.train_step import _finite_fraction, global_example_index, per_example_normals
 
 sg = jax.lax.stop_gradient
 Metrics = Dict[str, jax.Array]
