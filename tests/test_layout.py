@@ -148,3 +148,25 @@ def test_no_module_is_longer_than_a_reader_can_hold():
   lengths = {m: sum(1 for _ in open(path)) for m, path in modules().items()}
   assert lengths['program.train'] > 50  # (the files are read)
   assert {m: n for m, n in lengths.items() if n > MAX_LINES} == {}
+
+
+def variant_comparisons(source: str) -> List[int]:
+  """Lines comparing a `variant` (a name or an attribute) with anything: a dispatch on its name."""
+  lines = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Compare):
+      sides = [node.left, *node.comparators]
+      if any(isinstance(s, ast.Name) and s.id == 'variant' or
+             isinstance(s, ast.Attribute) and s.attr == 'variant' for s in sides):
+        lines.append(node.lineno)
+  return lines
+
+
+def test_the_variant_is_dispatched_in_the_family_registry_alone():
+  """config.variant is read through families/registry.py; the one other reader is the core step
+  factory, whose `variant` argument (standard, bootstrap, points) is its own public option."""
+  assert variant_comparisons("if config.variant == 'style':\n  pass\nx = variant in V\n") == [1, 3]
+  found = {m: variant_comparisons(open(path).read()) for m, path in modules().items()}
+  assert found['core.train_step']  # (the step factory checks its argument: the scan sees it)
+  assert {m: lines for m, lines in found.items()
+          if lines and m not in ('families.registry', 'core.train_step')} == {}

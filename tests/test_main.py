@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import image_folder, mnist, toy2d
-from sintrovae_jax.data import (image_files, kinds, numpy_batches, pipeline as input_pipeline)
+from sintrovae_jax.data import image_files, kinds, numpy_batches, pipeline as input_pipeline
 from sintrovae_jax.program import config_lib, errors, standard, train, workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -233,6 +233,30 @@ def test_bad_config_names_field_value_and_fix(field, value, valid):
     config_lib.validate(config)
   message = str(err.value)
   assert f'config.{field}={value!r}' in message and valid in message
+
+
+@pytest.mark.parametrize('variant,config_file,data,valid', [
+    ('points', mnist, 'images', "('standard', 'bootstrap', 'style')"),
+    ('style', toy2d, '2D points', "('standard', 'bootstrap')"),
+    ('standard', None, 'point clouds', "('points',)"),
+    ('bootstrap', None, 'point clouds', "('points',)"),
+])
+def test_each_family_refuses_data_it_does_not_train_on(variant, config_file, data, valid):
+  """families/registry.py says what each variant trains on; validation names the data and the
+  variants that would train on it."""
+  from configs import shapenet_points  # pylint: disable=g-import-not-at-top
+  config = (config_file.get_config('8gaussians') if config_file is toy2d else
+            config_file.get_config() if config_file else shapenet_points.get_config('sphere'))
+  config.variant = variant
+  with pytest.raises(config_lib.ConfigError) as err:
+    config_lib.validate(config)
+  assert f'not on {data}' in str(err.value) and f'variant in {valid}' in str(err.value)
+  config.variant = {'images': 'standard', '2D points': 'standard',
+                    'point clouds': 'points'}[data]  # the right family gets past this check
+  try:
+    config_lib.validate(config)
+  except config_lib.ConfigError as e:
+    assert 'config.variant' not in str(e)
 
 
 def test_config_checks_devices_data_files_and_folders(tmp_path):

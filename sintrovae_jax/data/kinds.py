@@ -30,6 +30,13 @@ def is_image_data(config) -> bool:
   return not (is_vector_data(config) or is_point_data(config))
 
 
+def kind(config) -> str:
+  """'image', 'vector' (2D sets, .npy points) or 'points' (3D point clouds)."""
+  if is_point_data(config):
+    return 'points'
+  return 'vector' if is_vector_data(config) else 'image'
+
+
 def data_shape(config, vector_dim: Optional[int] = None) -> Tuple[int, ...]:
   """One example's shape: [H, W, C] for images, [D] for vectors (`vector_dim` for npy files)."""
   if config.dataset == 'npy':

@@ -11,20 +11,21 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sintrovae_jax.core import augment, losses, train_step
+from sintrovae_jax.core import augment, losses
 from sintrovae_jax.core.objectives import LossWeights
 from sintrovae_jax.core.vae import SoftIntroVAE
 from sintrovae_jax.data import image_files
 from sintrovae_jax.data.kinds import (DATASETS, TFDS_CHANNELS, TFDS_SIZES, data_shape,
-                                      is_image_data, is_point_data, is_vector_data,
+                                      is_image_data, is_point_data, is_vector_data, kind,
                                       point_categories)
 from sintrovae_jax.evaluators import fid
+from sintrovae_jax.families import registry
 from sintrovae_jax.families.image import networks as image_networks
 from sintrovae_jax.families.points import networks as point_networks
+from sintrovae_jax.families.registry import DATA_KINDS
 from sintrovae_jax.families.style.model import StyleVAE
 from sintrovae_jax.io import fs
 
-VARIANTS = train_step.VARIANTS + ('style',)  # 'style': style_train.py, its own loop
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Matmul/convolution precision of the networks: 'default' lets the backend choose (TF32 for float32
 # on recent NVIDIA GPUs, one bf16 pass on TPUs), 'highest' is full float32 everywhere.
@@ -88,14 +89,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if is_point_data(config):
     if config.recon_loss not in losses.POINT_LOSSES:
       _fail('recon_loss', config.recon_loss, f'point clouds train with {losses.POINT_LOSSES}')
-    if config.variant != 'points':
-      _fail('variant', config.variant, "point clouds train with variant='points' (VARIANTS.md 3.3)")
   else:
     if config.recon_loss not in losses.RECON_LOSSES:
       _fail('recon_loss', config.recon_loss, f'expected one of {losses.RECON_LOSSES}')
-    if config.variant == 'points':
-      _fail('variant', config.variant, "'points' is the point-cloud variant; "
-            f'dataset={config.dataset!r} is not point clouds')
     if config.prior_std != 1.0:
       _fail('prior_std', config.prior_std, 'only point clouds take another prior; ALGORITHM.md\'s '
             'is N(0, I): use 1.0')
@@ -114,11 +110,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
           f'dataset={config.dataset!r}')
   if not 0 < config.augment_p <= 1:
     _fail('augment_p', config.augment_p, 'expected a probability in (0, 1]')
-  if config.variant not in VARIANTS:
-    _fail('variant', config.variant, f'expected one of {VARIANTS}')
-  if config.variant == 'style' and not is_image_data(config):
-    _fail('variant', config.variant, 'the style variant trains on images (an image folder or a '
-          f'TFDS image set), not dataset={config.dataset!r}')
+  family, data = registry.FAMILIES.get(config.variant), kind(config)
+  if family is None:
+    _fail('variant', config.variant, f'expected one of {tuple(registry.FAMILIES)}')
+  if data not in family.data:
+    takes = ' or '.join(DATA_KINDS[d] for d in family.data)
+    _fail('variant', config.variant, f'it trains on {takes}, not on {DATA_KINDS[data]} '
+          f'(dataset={config.dataset!r}); {DATA_KINDS[data]} train with variant in '
+          f'{registry.training(data)}')
   if (not isinstance(config.bootstrap_refresh_steps, int)
       or isinstance(config.bootstrap_refresh_steps, bool) or config.bootstrap_refresh_steps <= 0):
     _fail('bootstrap_refresh_steps', config.bootstrap_refresh_steps,
@@ -178,7 +177,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if not isinstance(config.image_size, int) or config.image_size <= 0:
     _fail('image_size', config.image_size, 'expected a positive integer')
   factor = 2 ** len(channels)
-  if config.image_size % factor and config.variant != 'style':  # (its networks: style_*)
+  if config.image_size % factor and not family.progressive:  # (its networks: families/style)
     _fail('image_size', config.image_size,
           f'with channels={channels} the image is halved {len(channels)} times, so it must be '
           f'a multiple of {factor} (or use fewer channel entries)')
@@ -196,7 +195,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
       _fail('data_dir', config.data_dir, 'the folder holds no image files '
             f'{image_files.IMAGE_EXTENSIONS} '
             '(searched recursively)')
-  if config.variant == 'style':
+  if family.progressive:
     _validate_style(config, num_devices)
 
 
@@ -312,10 +311,10 @@ def loss_weights(config, shape: Tuple[int, ...]) -> LossWeights:
 def step_options(config) -> dict:
   """The training options of `make_train_step` (keyword arguments) that the config sets."""
   return dict(ema_decay=config.ema_decay, augment=augment.parse(config.augment),
-              augment_p=config.augment_p, variant=config.variant,
+              augment_p=config.augment_p, variant=registry.of(config.variant).step_variant,
               bootstrap_refresh_steps=config.bootstrap_refresh_steps)
 
 
 def state_options(config) -> dict:
   """The optional parts of `create_train_state` (keyword arguments) that the options need."""
-  return dict(ema=config.ema_decay > 0, target=config.variant == 'bootstrap')
+  return dict(ema=config.ema_decay > 0, target=registry.of(config.variant).keeps_target)

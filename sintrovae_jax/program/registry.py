@@ -1,9 +1,9 @@
-"""What main.py runs for a config: its family's program, looked up here by `config.variant`.
+"""What main.py runs for a config: its family's programs (families/registry.py says which).
 
-Every variant trains, measures FID and samples through the same three calls; the style variant
-(progressive phases) has programs of its own (style_train.py), every other variant shares
-train.py's. This registry is the one place where the programs are chosen, so train.py and
-style_train.py need not know of each other beyond style_train's use of train's parts.
+Every variant trains, measures FID and samples through the same three calls; the style family
+(progressive phases) has programs of its own (style_train.py), every other family shares the loop
+of train.py and the experiment of standard.py. This is the one place the programs are chosen, so
+train.py and style_train.py need not know of each other.
 """
 
 import dataclasses
@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import ml_collections
 
+from sintrovae_jax.families import registry as families
 from sintrovae_jax.program import standard, style_train, train
 
 
@@ -25,20 +26,16 @@ class Programs:
   no_ood: str = ''
 
 
-_STANDARD = Programs(train.train_and_evaluate, standard.fid_from_checkpoint,
-                     standard.sample_from_checkpoint)
-REGISTRY = {
-    'standard': _STANDARD, 'bootstrap': _STANDARD, 'points': _STANDARD,
-    'style': Programs(style_train.train_and_evaluate, style_train.fid_from_checkpoint,
-                      style_train.sample_from_checkpoint,
-                      no_ood='the style variant has no likelihood estimate here (its decoder '
-                      'draws noise inputs that the estimate would have to integrate out)'),
-}
+_SHARED_LOOP = (train.train_and_evaluate, standard.fid_from_checkpoint,
+                standard.sample_from_checkpoint)
+_PROGRESSIVE = (style_train.train_and_evaluate, style_train.fid_from_checkpoint,
+                style_train.sample_from_checkpoint)
 
 
 def of(config: ml_collections.ConfigDict) -> Programs:
-  """The programs of `config.variant` (config validation names the valid variants)."""
-  return REGISTRY.get(config.get('variant', 'standard'), _STANDARD)
+  """The programs of `config.variant`'s family (config validation names the valid variants)."""
+  family = families.of(config.get('variant', 'standard'))
+  return Programs(*(_PROGRESSIVE if family.progressive else _SHARED_LOOP), no_ood=family.no_ood)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
