@@ -3,17 +3,16 @@
 `train_and_evaluate(config, workdir)` (main.py runs it for `variant='style'`) walks the schedule
 of progressive.py from the step of the latest checkpoint: at the start of each resolution it wipes
 the optimiser states (as the reference), builds that phase's data stream and pmapped step, and
-checkpoints at every phase's end, so a run resumes exactly across resolution switches. Logging,
-pictures, preemption, the workdir lease and the compilation cache are the program's shared modules
-(metric_log, outputs, runner, startup).
+checkpoints at every phase's end, so a run resumes exactly across resolution switches. The phases
+are segments of the shared loop (loop.py), which logs, checkpoints, draws and stops on signals as
+for every family.
 """
 
 import dataclasses
 import logging
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
-from clu import periodic_actions
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -26,8 +25,8 @@ from sintrovae_jax.evaluators import fid, fid_evaluator as fid_eval, quality as 
 from sintrovae_jax.families.style import progressive, step as style_step
 from sintrovae_jax.families.style.model import StyleVAE
 from sintrovae_jax.families.style.step import StyleTrainState
-from sintrovae_jax.io import fs, hosts, plotting
-from sintrovae_jax.program import (config_lib, errors, metric_log, outputs, runner, standard,
+from sintrovae_jax.io import fs, plotting
+from sintrovae_jax.program import (config_lib, loop, outputs, runner, standard,
                                    workdir as workdir_lib)
 
 
@@ -93,96 +92,74 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
 
 def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str):
   config = exp.config
-  manager = workdir_lib.checkpoint_manager(workdir, config)
-  state = workdir_lib.restore_latest(manager, exp.state)
-  start, total = int(state.step), exp.total_steps
-  hosts.together(workdir_lib.check_topology, config, workdir, start, errors=errors.USER_ERRORS)
-  report.mark('restore_checkpoint')
-  writer = outputs.open_run(config, workdir, start)
-  log = metric_log.MetricLog(workdir, writer, config, start)
-  hooks = []
-  if hosts.is_leader():
-    hooks.append(periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
-                                                 every_steps=config.log_every_steps))
+  run, state = loop.resume(config, workdir, exp.state, report)
+  total = exp.total_steps
   logging.info('Training the style variant on %s from step %d to %d on %d device(s): %s.',
-               config.dataset, start, total, jax.device_count(),
+               config.dataset, run.start, total, jax.device_count(),
                ', '.join(f'{p.name} x{p.steps} (batch {p.batch})' for p in exp.phases))
-  r_state = parallel.replicate(state)
-
-  saved = [start]
-
-  def save(step):
-    if saved[0] == step:  # (a stop signal at a phase's end: that step is saved already)
-      return
-    saved[0] = step
-    runner.save_checkpoint(manager, r_state, step, log, workdir,
-                          'Try a lower style_lod_learning_rate or smaller betas.')
-
-  first_step_done = start >= total
-  if first_step_done:
-    report.write(workdir, cache_dir, start)
-  for phase in exp.phases:
-    if phase.end <= start:
-      continue
-    begin = max(start, phase.start)
-    if begin == phase.start and progressive.starts_lod(exp.phases, phase):
-      logging.info('Resolution %d px: fresh optimiser states (as the reference at a switch).',
-                   phase.resolution)
-      r_state = parallel.replicate(style_step.reset_optimizers(
-          parallel.unreplicate(r_state), phase, exp.coefficients))
-    host_batches = tf_images.progressive_batches(config, phase.resolution, phase.batch,
-                                                      phase.index, begin - phase.start)
-    first = next(host_batches)
-    real = np.asarray(inference.to_unit_range(first[:config.num_grid_images]))
-    batches = parallel.prefetch(runner.chain(first, host_batches))
-    p_step = parallel.pmap_train_step(make_phase_step(exp, phase))
-    logging.info('Phase %s: steps %d to %d, global batch %d, learning rate %g, beta_neg %g.',
-                 phase.name, begin + 1, phase.end, phase.batch, phase.learning_rate,
-                 phase.beta_neg)
-    for step in range(begin + 1, phase.end + 1):
-      with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        r_state, metrics = p_step(r_state, next(batches))
-      if not first_step_done:
-        jax.block_until_ready(metrics)
-        first_step_done = True
-        report.mark('first_step')
-        report.write(workdir, cache_dir, start)
-      log.add(metrics, step)
-      for hook in hooks:
-        hook(step)
-      phase_end = step == phase.end
-      if step % config.log_every_steps == 0 or phase_end:
-        log.flush(step)
-      if step % config.checkpoint_every_steps == 0 or phase_end:
-        save(step)  # every phase ends in a checkpoint: resumes start at a phase boundary exactly
-      if (step % config.sample_every_steps == 0 or phase_end) and hosts.is_leader():
-        outputs.never_fatal(f'pictures at step {step}', write_pictures, exp,
-                           parallel.unreplicate(r_state), phase, step, real, writer, workdir)
-      if preempted(step):
-        outputs.stop_for_signal(log, save, writer, step)
-        return None
-
+  r_state = loop.train(run, _phase_segments(exp, run), parallel.replicate(state), total,
+                       preempted, report, cache_dir,
+                       'Try a lower style_lod_learning_rate or smaller betas.')
+  if r_state is None:
+    return None
   final = parallel.unreplicate(r_state)
   results = evaluate(exp, final)
   evaluator = create_fid_evaluator(exp, workdir)
   if evaluator:
     fid_results = evaluator(parallel.replicate(final))
-    log.write_fid(total, fid_results)
+    run.log.write_fid(total, fid_results)
     results.update(fid_results)
-  outputs.write_results(log, writer, workdir, total, results)
+  outputs.write_results(run.log, run.writer, workdir, total, results)
   return results
+
+
+def _phase_segments(exp: StyleExperiment, run: loop.Run) -> Iterator[loop.Segment]:
+  """The schedule from the run's start, one loop segment per phase (each ends in a checkpoint,
+  so a resume starts at a phase boundary exactly), built when the loop reaches it: that phase's
+  data stream and compiled step; at the start of a resolution, fresh optimiser states."""
+  config = exp.config
+  for phase in exp.phases:
+    if phase.end <= run.start:
+      continue
+    begin = max(run.start, phase.start)
+    host_batches = tf_images.progressive_batches(config, phase.resolution, phase.batch,
+                                                 phase.index, begin - phase.start)
+    first = next(host_batches)
+    real = np.asarray(inference.to_unit_range(first[:config.num_grid_images]))
+    p_step = parallel.pmap_train_step(make_phase_step(exp, phase))
+    logging.info('Phase %s: steps %d to %d, global batch %d, learning rate %g, beta_neg %g.',
+                 phase.name, begin + 1, phase.end, phase.batch, phase.learning_rate,
+                 phase.beta_neg)
+
+    def steps(r_state, phase=phase, begin=begin, batches=runner.chain(first, host_batches),
+              p_step=p_step):
+      if begin == phase.start and progressive.starts_lod(exp.phases, phase):
+        logging.info('Resolution %d px: fresh optimiser states (as the reference at a switch).',
+                     phase.resolution)
+        r_state = parallel.replicate(style_step.reset_optimizers(
+            parallel.unreplicate(r_state), phase, exp.coefficients))
+      batches = parallel.prefetch(batches)
+      for step in range(begin + 1, phase.end + 1):
+        with jax.profiler.StepTraceAnnotation('train', step_num=step):
+          r_state, metrics = p_step(r_state, next(batches))
+        yield step, metrics, r_state
+
+    yield loop.Segment(
+        last=phase.end, run=steps, data=host_batches,
+        pictures=lambda state, step, phase=phase, real=real: write_pictures(
+            exp, state, phase, step, real, run.writer, run.workdir))
 
 
 def evaluate(exp: StyleExperiment, state: StyleTrainState) -> Dict[str, float]:
   """Mean per-image squared reconstruction error (images in [0, 1], z = mu, noise off) on the
   evaluation images at full size, of the trained networks and of the EMA ('ema/...')."""
   images = tf_images.eval_images(exp.config)
-  errors = jax.jit(lambda enc, dec, x: jnp.sum(
+  squared_errors = jax.jit(lambda enc, dec, x: jnp.sum(
       jnp.square(style_step.reconstruct(exp.model, enc, dec, x) - x), axis=(1, 2, 3)))
 
   def mean_error(view: StyleTrainState):
     per_image = evaluation.batched(
-        lambda x: errors(view.encoder_params, view.decoder_params, x), images, 64)
+        lambda x: squared_errors(view.encoder_params, view.decoder_params, x), images, 64)
     return {'rec_error_deterministic': float(per_image.mean())}
 
   return runner.on_each_network(mean_error, state)
@@ -249,9 +226,9 @@ def sample_from_checkpoint(config: ml_collections.ConfigDict, workdir: str, num:
       'samples_mixed': _sample(model, dec, state.dlatent_avg, key, num, lod, mix_key=k_mix),
   }
   ends = jax.random.normal(k_ends, (2, model.latent))
-  outputs = {f'{name}_{step:08d}.png': plotting.image_grid(np.asarray(images), columns=columns)
-             for name, images in grids.items()}
+  files = {f'{name}_{step:08d}.png': plotting.image_grid(np.asarray(images), columns=columns)
+           for name, images in grids.items()}
   strip = _interpolate(model, dec, ends[0], ends[1], interpolation_steps, lod)
-  outputs[f'interpolation_{step:08d}.png'] = plotting.image_grid(np.asarray(strip),
-                                                                 columns=interpolation_steps)
-  return outputs.write_samples(workdir, outputs)
+  files[f'interpolation_{step:08d}.png'] = plotting.image_grid(np.asarray(strip),
+                                                               columns=interpolation_steps)
+  return outputs.write_samples(workdir, files)

@@ -1,5 +1,6 @@
-"""The training loop of the image, 2D and 3D families: restore, train with logging, pictures and
-checkpoints, evaluate (their experiment is standard.py's; the run around the loop runner.py's).
+"""The training program of the image, 2D and 3D families: their data stream and compiled steps
+handed to the shared loop (loop.py) as one segment, then the final evaluation (their experiment
+is standard.py's; the run around it runner.py's).
 
 `train_and_evaluate(config, workdir)` is what `main.py` runs. It validates the config before
 anything compiles, resumes from the latest checkpoint in `workdir` (the data stream resumes with
@@ -9,7 +10,6 @@ it), saves on SIGTERM, and writes `eval_results.json` at the end.
 import logging
 from typing import Dict, Iterator, Optional
 
-from clu import periodic_actions
 import jax
 import ml_collections
 import numpy as np
@@ -17,16 +17,12 @@ import numpy as np
 from sintrovae_jax.core import inference, parallel
 from sintrovae_jax.core.train_step import make_train_step, steps_in_one_call
 from sintrovae_jax.data import kinds, pipeline as input_pipeline, point_files as point_data
-from sintrovae_jax.io import hosts
-from sintrovae_jax.program import config_lib, workdir as workdir_lib
-from sintrovae_jax.program.errors import USER_ERRORS
-from sintrovae_jax.program.metric_log import MetricLog
-from sintrovae_jax.program.outputs import never_fatal, open_run, stop_for_signal, write_results
-from sintrovae_jax.program.runner import chain, run_program, save_checkpoint
+from sintrovae_jax.program import config_lib, loop
+from sintrovae_jax.program.outputs import write_results
+from sintrovae_jax.program.runner import chain, run_program
 from sintrovae_jax.program.standard import (Experiment, build, create_fid_evaluator, eval_points,
                                             evaluate, measure_fid, write_pictures)
 from sintrovae_jax.program.startup import Preemption, StartupReport
-from sintrovae_jax.program.workdir import checkpoint_manager, restore_latest
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[Dict[str, float]]:
@@ -39,15 +35,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
   return run_program(config, workdir, build, _train)
 
 
-def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: StartupReport,
+def _train(exp: Experiment, workdir: str, preempted: Preemption, report: StartupReport,
            cache_dir: str) -> Optional[Dict[str, float]]:
   config = exp.config
-  manager = checkpoint_manager(workdir, config)
-  state = restore_latest(manager, exp.state)
-  start = int(state.step)
-  hosts.together(workdir_lib.check_topology, config, workdir, start, errors=USER_ERRORS)
-  report.mark('restore_checkpoint')
-  writer = open_run(config, workdir, start)
+  run, state = loop.resume(config, workdir, exp.state, report)
+  start = run.start
   weights = config_lib.loss_weights(config, exp.shape)
   if exp.is_clouds:
     exp.points = point_data.load_split(config.data_dir, kinds.point_categories(config),
@@ -59,9 +51,37 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
                        if exp.is_vector else
                        np.asarray(inference.to_unit_range(first[:config.num_grid_images])))
   r_state = parallel.replicate(state)
-  # One compiled step per phase, chosen here on the host (no device-side branch per step), both
-  # compiled now (ahead of time): a restarted run finds them in the compilation cache. With
-  # steps_per_dispatch = k > 1, one program per phase runs up to k steps per call instead.
+  p_steps = _compile_phases(exp, weights, r_state, first, start, report)
+  fid_evaluator = create_fid_evaluator(exp, workdir)  # reads the weights before any training
+  logging.info('Training %s from step %d to %d on %d device(s).', config.dataset, start,
+               config.num_train_steps, jax.device_count())
+  steps = _one_step_per_call if config.steps_per_dispatch == 1 else _steps_per_call
+  whole_run = loop.Segment(
+      last=config.num_train_steps, data=host_batches,
+      run=lambda r_state: steps(p_steps, config, start, chain(first, host_batches), r_state,
+                                fid_evaluator is not None),
+      pictures=lambda state, step: write_pictures(exp, state, step, real_for_pictures,
+                                                  run.writer, workdir))
+  r_state = loop.train(run, [whole_run], r_state, config.num_train_steps, preempted, report,
+                       cache_dir, 'Try a lower learning_rate or smaller betas.',
+                       fid=None if fid_evaluator is None else (
+                           lambda r: measure_fid(fid_evaluator, r)))
+  if r_state is None:
+    return None
+  results = evaluate(exp, parallel.unreplicate(r_state))
+  if fid_evaluator:
+    fid_results = measure_fid(fid_evaluator, r_state)
+    run.log.write_fid(config.num_train_steps, fid_results)
+    results.update(fid_results)
+  write_results(run.log, run.writer, workdir, config.num_train_steps, results)
+  return results
+
+
+def _compile_phases(exp: Experiment, weights, r_state, first, start: int, report: StartupReport):
+  """One compiled step per phase ('vae', 'soft_intro'), chosen on the host (no device-side branch
+  per step), each compiled now (ahead of time): a restarted run finds them in the compilation
+  cache. With steps_per_dispatch = k > 1, one program per phase runs up to k steps per call."""
+  config = exp.config
   k = config.steps_per_dispatch
   example = parallel.shard(first) if k == 1 else parallel.shard_block([first], k)
   p_steps = {}
@@ -88,65 +108,7 @@ def _train(exp: Experiment, workdir: str, preempted: 'Preemption', report: Start
     report.mark(f'trace_{phase}')
     p_steps[phase] = lowered.compile()  # from the compilation cache on a restart
     report.mark(f'compile_{phase}')
-
-  log = MetricLog(workdir, writer, config, start)
-  fid_evaluator = create_fid_evaluator(exp, workdir)  # reads the weights before any training
-  hooks = []
-  if jax.process_index() == 0:
-    hooks.append(periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                                 writer=writer,
-                                                 every_steps=config.log_every_steps))
-    if config.profile_steps:
-      hooks.append(periodic_actions.Profile(num_profile_steps=config.profile_steps,
-                                            logdir=workdir))
-  logging.info('Training %s from step %d to %d on %d device(s).', config.dataset, start,
-               config.num_train_steps, jax.device_count())
-  if start >= config.num_train_steps:
-    report.write(workdir, cache_dir, start)
-
-  def save(step):
-    save_checkpoint(manager, r_state, step, log, workdir,
-                    'Try a lower learning_rate or smaller betas.')
-
-  run = _one_step_per_call if k == 1 else _steps_per_call
-  stop = False
-  for step, metrics, new_state in run(p_steps, config, start, chain(first, host_batches),
-                                      r_state, fid_evaluator is not None):
-    if new_state is not None:  # the call that ran `step` has ended: its state is current
-      r_state = new_state
-    if step == start + 1:
-      jax.block_until_ready(metrics)
-      report.mark('first_step')
-      report.write(workdir, cache_dir, start)
-    log.add(metrics, step)  # raises TrainingDiverged on a long run of non-finite steps
-    for hook in hooks:
-      hook(step)
-    last = step == config.num_train_steps
-    if step % config.log_every_steps == 0 or last:
-      log.flush(step)
-      skipped = getattr(host_batches, 'skipped', 0)
-      if skipped:
-        writer.write_scalars(step, {'data/skipped_images': skipped})
-    if step % config.checkpoint_every_steps == 0 or last:
-      save(step)
-    if (step % config.sample_every_steps == 0 or last) and jax.process_index() == 0:
-      never_fatal(f'pictures at step {step}', write_pictures, exp, parallel.unreplicate(r_state),
-                   step, real_for_pictures, writer, workdir)
-    if fid_evaluator and config.fid_every_steps and step % config.fid_every_steps == 0 and not last:
-      log.write_fid(step, measure_fid(fid_evaluator, r_state))
-    stop = preempted(step) or stop  # (every step asks: JAX's sync point may be any of them)
-    if stop and new_state is not None:
-      stop_for_signal(log, save, writer, step)
-      return None
-
-  final = parallel.unreplicate(r_state)
-  results = evaluate(exp, final)
-  if fid_evaluator:
-    fid_results = measure_fid(fid_evaluator, r_state)
-    log.write_fid(config.num_train_steps, fid_results)
-    results.update(fid_results)
-  write_results(log, writer, workdir, config.num_train_steps, results)
-  return results
+  return p_steps
 
 
 def _phase(config, step: int) -> str:
