@@ -2,7 +2,7 @@
 batch counts made equal over hosts; a failure on one host raised on both (hosts.together).
 
 Usage: python tests/fid_hosts_check.py COORDINATOR_ADDRESS PROCESS_ID (two processes, 2 devices
-each); prints JSON. tests/test_fid_training.py starts both and checks what they print.
+each); prints JSON. tests/program/test_fid_training.py starts both and checks what they print.
 """
 
 import json

@@ -1,7 +1,7 @@
 """Run in a subprocess with N forced CPU devices: FID/KID/fid_rec of a tiny model, as JSON.
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/fid_multidevice_check.py W
-(W: the Inception weights file). tests/test_fid_training.py compares 4 devices with 1.
+(W: the Inception weights file). tests/program/test_fid_training.py compares 4 devices with 1.
 """
 
 import json

@@ -19,7 +19,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.core import parallel
 from sintrovae_jax.families.style import progressive, step as style_step
 from sintrovae_jax.core.objectives import LossWeights
-from test_style import tiny_style_model
+from tiny import tiny_style_model
 
 STEPS = 3
 

@@ -145,7 +145,7 @@ def test_plotting_leaves_the_matplotlib_backend_alone():
   """A notebook's inline backend survives importing the library's plotting (it once forced Agg,
   which silenced every plt.show() after it)."""
   code = ('import matplotlib; matplotlib.use("svg"); import numpy as np; '
-          'from sintrovae_jax import plotting; '
+          'from sintrovae_jax.io import plotting; '
           'image = plotting.curves([0, 1], {"a": [1.0, 2.0]}); '
           'assert image.ndim == 3 and image.shape[-1] == 3, image.shape; '
           'print(matplotlib.get_backend())')

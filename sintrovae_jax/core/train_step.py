@@ -7,7 +7,7 @@ axis), gradients, metrics and BatchNorm statistics are averaged over that axis.
 
 Training options, all off by default (the published step is then unchanged bit for bit):
 weight EMA (`ema_decay`), differentiable augmentation of the encoder's inputs (`augment`,
-`augment_p`; sintrovae_jax/core/augment.py) and the bootstrap variant (`variant='bootstrap'`, a target
+`augment_p`; core/augment.py) and the bootstrap variant (`variant='bootstrap'`, a target
 decoder refreshed from D every `bootstrap_refresh_steps`; VARIANTS.md section 2).
 """
 

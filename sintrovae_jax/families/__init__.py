@@ -1,1 +1,1 @@
-"""One sub-package per model family (image, points, style): its networks and step."""
+"""One sub-package per model family (image, points, style), and the registry of variants."""

@@ -9,7 +9,7 @@ version the project supports, from the repository root:
 
 Each run adds its JAX version's arrays to the file (XLA's CPU code generation differs between
 versions and processors, so bit for bit holds per version, on the processor recorded with it;
-elsewhere the test compares to float32 rounding). tests/test_options.py reruns the same scenarios
+elsewhere the test compares to float32 rounding). tests/core/test_options.py reruns the same scenarios
 (`scenarios` below, imported from here) with today's code and compares.
 """
 

@@ -1,1 +1,1 @@
-"""The image and 2D family: residual image networks and MLPs (the bootstrap option is a step variant)."""
+"""The image and 2D family: residual image networks and MLPs (bootstrap is a step variant)."""

@@ -1,1 +1,1 @@
-"""The style-based (ALAE) family: networks, optimiser, progressive schedule and step (VARIANTS.md 1)."""
+"""The style-based (ALAE) family: networks, optimiser, progressive schedule, step (VARIANTS.md 1)."""

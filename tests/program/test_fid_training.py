@@ -11,8 +11,9 @@ import tensorflow_datasets as tfds
 from configs import mnist
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, train
+from runs import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,
             sample_every_steps=2, checkpoint_every_steps=2, num_grid_images=4,
             num_eval_examples=8, shuffle_buffer=16, fid_every_steps=2, fid_num_samples=6,
@@ -62,8 +63,7 @@ def test_four_devices_equal_one_device(fid_weights):
 
 
 def test_two_hosts_gather_rows_agree_on_batch_counts_and_fail_together():
-  from test_parallel import _free_port  # pylint: disable=g-import-not-at-top
-  address = f'127.0.0.1:{_free_port()}'
+  address = f'127.0.0.1:{free_port()}'
   procs = [subprocess.Popen([sys.executable, 'tests/fid_hosts_check.py', address, str(i)],
                             cwd=ROOT, env=cpu_devices_env(2), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]

@@ -3,10 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from typing import Tuple
 
 import jax
 import numpy as np
@@ -17,41 +13,11 @@ from PIL import Image
 from configs import image_folder, mnist, toy2d
 from sintrovae_jax.data import image_files, kinds, numpy_batches, pipeline as input_pipeline
 from sintrovae_jax.program import config_lib, errors, standard, train, workdir as workdir_lib
+from runs import assert_states_close, params_of, run_main, stop_long_2d_run
+from tiny import FID_TINY_FLAGS, LONG_2D_FLAGS, TINY_IMAGE, tiny_2d_flags, tiny_mnist
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_IMAGE = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,
-                  sample_every_steps=2, checkpoint_every_steps=2, num_grid_images=4,
-                  num_eval_examples=8, shuffle_buffer=16)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-FID_TINY_FLAGS = ['--config.fid_num_samples=4', '--config.fid_num_reference=8',
-                  '--config.fid_batch_size=8', '--config.kid_subset_size=3',
-                  '--config.fid_matrix_sqrt=eigh']
-
-
-def tiny_2d_flags(steps=60, vae=20):
-  return ['--config.mlp_hidden=(16,16)', f'--config.num_train_steps={steps}',
-          f'--config.num_vae_steps={vae}', '--config.batch_size=64', '--config.log_every_steps=20',
-          '--config.sample_every_steps=30', '--config.checkpoint_every_steps=30',
-          '--config.num_eval_points=500', '--config.lr_decay_steps=(40,)']
-
-
-def run_main(*args, timeout=240, env=None, **kwargs):
-  env = dict(os.environ if env is None else env, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, env=env, text=True,
-                        capture_output=True, timeout=timeout, **kwargs)
-
-
-def params_of(workdir, config):
-  exp = standard.build(config)
-  state = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
-  return state
-
-
-def assert_states_close(a, b):
-  assert int(a.step) == int(b.step)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
 def test_2d_run_writes_results_pictures_and_samples(tmp_path):
@@ -81,13 +47,6 @@ def test_2d_run_writes_results_pictures_and_samples(tmp_path):
       os.path.join(workdir, 'samples', 'scatter_00000060.png'))
 
 
-def _tiny_mnist(**overrides):
-  config = mnist.get_config()
-  config.update(TINY_IMAGE)
-  config.update(overrides)
-  return config
-
-
 # Every training option on (issue 13): weight EMA, augmentation, the bootstrap variant, l1.
 ALL_OPTIONS = dict(ema_decay=0.9, augment='translation,cutout', variant='bootstrap',
                    bootstrap_refresh_steps=3, recon_loss='l1', gamma_r=1.0)
@@ -95,7 +54,7 @@ ALL_OPTIONS = dict(ema_decay=0.9, augment='translation,cutout', variant='bootstr
 
 def test_image_run_with_every_option_on_mock_tfds_and_resume_equals_uninterrupted(tmp_path):
   with tfds.testing.mock_data(num_examples=12):
-    config = _tiny_mnist(**ALL_OPTIONS)
+    config = tiny_mnist(**ALL_OPTIONS)
     results = train.train_and_evaluate(config, str(tmp_path / 'full'))
     # The evaluation reports the trained networks and their EMA.
     assert set(results) == {p + k for p in ('', 'ema/') for k in (
@@ -106,7 +65,7 @@ def test_image_run_with_every_option_on_mock_tfds_and_resume_equals_uninterrupte
 
     # Stop at step 2 (a checkpoint), then resume to 4 in the same workdir: the same state, bit
     # for bit, the EMA and the bootstrap target included.
-    train.train_and_evaluate(_tiny_mnist(**dict(ALL_OPTIONS, num_train_steps=2)),
+    train.train_and_evaluate(tiny_mnist(**dict(ALL_OPTIONS, num_train_steps=2)),
                              str(tmp_path / 'split'))
     train.train_and_evaluate(config, str(tmp_path / 'split'))
     full, split = (params_of(str(tmp_path / name), config) for name in ('full', 'split'))
@@ -119,24 +78,6 @@ def test_image_run_with_every_option_on_mock_tfds_and_resume_equals_uninterrupte
   assert [os.path.basename(p) for p in paths] == ['samples_00000004.png',
                                                   'interpolation_00000004.png']
   assert Image.open(paths[1]).size[0] > 5 * Image.open(paths[1]).size[1]  # a strip
-
-
-LONG_2D_FLAGS = tiny_2d_flags(steps=3000, vae=20) + ['--config.checkpoint_every_steps=100000',
-                                                     '--config.sample_every_steps=100000']
-
-
-def stop_long_2d_run(workdir: str, signum: int) -> Tuple[int, str]:
-  """Starts a 3,000-step 2D run, sends `signum` once it logs, returns (exit code, output)."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  proc = subprocess.Popen([sys.executable, 'main.py', '--config=configs/toy2d.py:8gaussians',
-                           f'--workdir={workdir}', *LONG_2D_FLAGS], cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-  deadline = time.time() + 180  # startup.json: written once the first step has run
-  while not os.path.exists(os.path.join(workdir, 'startup.json')) and time.time() < deadline:
-    time.sleep(0.2)
-  proc.send_signal(signum)
-  output, _ = proc.communicate(timeout=120)
-  return proc.returncode, output
 
 
 def test_2d_resume_after_sigterm_equals_uninterrupted(tmp_path):
@@ -227,7 +168,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize('field,value,valid', BAD_CONFIGS)
 def test_bad_config_names_field_value_and_fix(field, value, valid):
-  config = _tiny_mnist()
+  config = tiny_mnist()
   config[field] = value
   with pytest.raises(config_lib.ConfigError) as err:
     config_lib.validate(config)
@@ -261,7 +202,7 @@ def test_each_family_refuses_data_it_does_not_train_on(variant, config_file, dat
 
 def test_config_checks_devices_data_files_and_folders(tmp_path):
   with pytest.raises(config_lib.ConfigError, match='divide evenly over the 3 devices'):
-    config_lib.validate(_tiny_mnist(batch_size=4), num_devices=3)
+    config_lib.validate(tiny_mnist(batch_size=4), num_devices=3)
   config = toy2d.get_config('npy')
   config.data_file = str(tmp_path / 'missing.npy')
   with pytest.raises(config_lib.ConfigError, match='data_file'):
@@ -285,7 +226,7 @@ def test_bad_config_on_the_command_line_fails_before_compiling(tmp_path):
 
 
 def test_missing_tfds_dataset_says_how_to_prepare_it(tmp_path):
-  config = _tiny_mnist(data_dir=str(tmp_path))
+  config = tiny_mnist(data_dir=str(tmp_path))
   with pytest.raises(kinds.DataError, match=f'tfds build mnist --data_dir={tmp_path}'):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
 

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,8 +12,9 @@ import pytest
 from configs import toy2d
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, workdir as workdir_lib
+from runs import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.parametrize('kind', ['2d', 'image', 'image_options', 'points'])
@@ -36,11 +36,6 @@ def test_four_devices_equal_one_device(kind):
       assert d[key] < tol, (key, d)
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
 
 FLAGS_2D = ['--config=configs/toy2d.py:8gaussians', '--config.mlp_hidden=(16,16)',
             '--config.num_train_steps=30', '--config.num_vae_steps=10', '--config.batch_size=64',
@@ -49,7 +44,7 @@ FLAGS_2D = ['--config=configs/toy2d.py:8gaussians', '--config.mlp_hidden=(16,16)
 
 
 def test_two_processes_equal_one_process(tmp_path):
-  port = _free_port()
+  port = free_port()
   multi = str(tmp_path / 'multi')
   procs = [subprocess.Popen([sys.executable, 'main.py', *FLAGS_2D, f'--workdir={multi}',
                              f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',

@@ -24,7 +24,7 @@ from sintrovae_jax.data import (tf_images)
 from sintrovae_jax.evaluators import quality as evaluation, ood
 from sintrovae_jax.program import config_lib, ood_run, standard, train, workdir as workdir_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 300
 
 

@@ -19,7 +19,8 @@ from configs import image_folder, toy2d
 from sintrovae_jax.core import inference
 from sintrovae_jax.data import (image_files, kinds, numpy_batches, pipeline as input_pipeline, tf_images)
 from sintrovae_jax.program import config_lib, lease, train, workdir as workdir_lib
-from test_main import ROOT, params_of, run_main, stop_long_2d_run, tiny_2d_flags
+from runs import ROOT, params_of, run_main, stop_long_2d_run
+from tiny import tiny_2d_flags
 
 
 def _points_config(tmp_path, **overrides):

@@ -9,8 +9,9 @@ import numpy as np
 from configs import toy2d
 from sintrovae_jax.program import standard, train, workdir as workdir_lib
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'scripts'))
+from runs import ROOT  # pylint: disable=g-bad-import-order
+
+sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import reproduce_2d  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 

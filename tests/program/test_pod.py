@@ -15,7 +15,6 @@ Stand-ins (no TPU, no bucket here):
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,22 +31,18 @@ from sintrovae_jax.data import image_files
 from sintrovae_jax.io import fs
 from sintrovae_jax.program import config_lib, lease, standard, workdir as workdir_lib
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'scripts'))
-import prepare_images  # pylint: disable=g-import-not-at-top,wrong-import-position
+from runs import ROOT  # pylint: disable=g-bad-import-order
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+import prepare_images  # pylint: disable=g-import-not-at-top,wrong-import-position
+from runs import free_port
+
 MAIN = os.path.join(ROOT, 'main.py')
 CONFIG_2D = f'--config={ROOT}/configs/toy2d.py:8gaussians'
 FLAGS_2D = ['--config.mlp_hidden=(16,16)', '--config.num_vae_steps=20', '--config.batch_size=64',
             '--config.log_every_steps=10', '--config.sample_every_steps=100000',
             '--config.num_eval_points=500']
 
-
-def _free_port():
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
 
 
 def _empty_dirs(tmp_path, name, n):
@@ -59,7 +54,7 @@ def _empty_dirs(tmp_path, name, n):
 
 def start_hosts(tmp_path, name, *args):
   """main.py as two hosts (2 CPU devices each), each in an empty folder of its own."""
-  port = _free_port()
+  port = free_port()
   cwds = _empty_dirs(tmp_path, name, 2)
   procs = [subprocess.Popen([sys.executable, MAIN, *args,
                              f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',

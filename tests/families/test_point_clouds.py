@@ -424,7 +424,7 @@ def test_imported_release_samples_through_main(tmp_path):
   np.testing.assert_allclose(
       np.transpose(np.asarray(inference.decode(standard.build(config).model, state, z)), (0, 2, 1)),
       _torch_forward(sd, np.zeros((2, 2048, 3), np.float32), z)[2], rtol=1e-3, atol=1e-3)
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   out = subprocess.run([sys.executable, 'main.py', '--mode=sample', f'--workdir={workdir}',
                         '--num_samples=4'], cwd=root, text=True, capture_output=True,
                        timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))

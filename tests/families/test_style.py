@@ -19,16 +19,10 @@ from sintrovae_jax.program import (registry as programs, runner, startup, style_
                                    workdir as workdir_lib)
 from sintrovae_jax.core.objectives import LossWeights
 from sintrovae_jax.families.style.model import StyleVAE
+from tiny import tiny_style_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HIGHEST = jax.lax.Precision.HIGHEST
-
-
-def tiny_style_model(**kw):
-  """8 px (lods 0 and 1), grey; fused convolutions at 8 px, so both kinds of layer occur."""
-  return StyleVAE(**dict(dict(image_size=8, latent=16, start_channels=8, max_channels=16,
-                              mapping_layers=2, image_channels=1, fused_from=8,
-                              precision=HIGHEST), **kw))
 
 
 def count(tree):

@@ -20,7 +20,7 @@ import torch_files as tfiles
 from sintrovae_jax.evaluators import fid, inception
 from sintrovae_jax.interop import torch_archive
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN = np.load(os.path.join(ROOT, 'tests', 'golden', 'fid_golden.npz'))
 
 

@@ -19,10 +19,11 @@ from conftest import mlp_model, tiny_image_model
 from sintrovae_jax.core import augment
 from sintrovae_jax.program import standard
 from sintrovae_jax.core.train_state import averaged_part
-from test_main import _tiny_mnist
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'golden'))
 import make_step_golden  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tiny import tiny_mnist
 
 sg = jax.lax.stop_gradient
 
@@ -60,7 +61,7 @@ def test_default_step_is_unchanged_bit_for_bit():
 
 
 def test_options_left_at_their_defaults_keep_the_state_free_of_their_parts():
-  config = _tiny_mnist()
+  config = tiny_mnist()
   exp = standard.build(config)
   assert exp.state.ema is None and exp.state.target is None
   assert sv.LossWeights(1.0, 1.0, 1.0).recon_reduction == 'reference'
