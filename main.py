@@ -15,7 +15,6 @@ import jax
 from ml_collections import config_flags
 
 from configs import default as default_config
-from sintrovae_jax.evaluators import ood
 from sintrovae_jax.io import hosts
 from sintrovae_jax.program import (errors, lease, ood_run, registry as programs,
                                    workdir as workdir_lib)
@@ -34,6 +33,8 @@ flags.DEFINE_string('ood_dataset', '', '--mode=ood: the OOD set, a TFDS name or 
                     '(overrides config.ood_dataset).')
 flags.DEFINE_string('ood_data_dir', '', '--mode=ood: the OOD image folder (overrides '
                     'config.ood_data_dir).')
+flags.DEFINE_integer('ood_regret_steps', -1, '--mode=ood: likelihood regret refit steps per image '
+                     '(0 = off; the authors: 100; -1 = the config\'s).')
 flags.DEFINE_string('coordinator_address', '', 'Multi-process GPU/CPU runs: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'Multi-process runs: how many processes.')
 flags.DEFINE_integer('process_id', -1, 'Multi-process runs: this process, 0..num_processes-1.')
@@ -103,9 +104,12 @@ def _main(argv):
     if FLAGS.mode == 'ood':
       config.ood_dataset = FLAGS.ood_dataset or config.ood_dataset
       config.ood_data_dir = FLAGS.ood_data_dir or config.ood_data_dir
+      if FLAGS.ood_regret_steps >= 0:
+        config.ood_regret_steps = FLAGS.ood_regret_steps
       results = ood_run.ood_from_checkpoint(config, FLAGS.workdir)
       if jax.process_index() == 0:
-        print(json.dumps({k: v for k, v in results.items() if k in ood.SCORES}, sort_keys=True))
+        print(json.dumps({k: v for k, v in results.items() if isinstance(v, dict)},
+                         sort_keys=True))
       return
     if FLAGS.mode == 'sample':
       for path in programs.sample_from_checkpoint(config, FLAGS.workdir, FLAGS.num_samples):

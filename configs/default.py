@@ -112,6 +112,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.ood_split = 'test'        # TFDS split of the OOD set
   c.likelihood_samples = 100  # K, importance samples per example for log p(x)
   c.likelihood_sigma = -1.0   # decoder noise scale; -1 = sqrt(beta_kl / (2 beta_rec)) for mse
+  # Likelihood regret (Xiao et al. 2020; evaluators/regret.py): each image's encoder refitted by
+  # Adam for this many steps (0 = off; the authors: 100), the authors' learning rate and L2 weight
+  # decay. Off by default for now: it costs `steps` encoder passes per image, and its float32
+  # values are not yet reproducible across device counts (README, "Likelihood and OOD").
+  c.ood_regret_steps = 0
+  c.ood_regret_learning_rate = 2e-4
+  c.ood_regret_weight_decay = 5e-5
+  c.ood_compressor = 'png'    # input complexity's L(x): 'png' (level 9) or 'jpeg2000' (lossless)
 
   # FID and KID (images; README "FID and KID"). Off until the Inception weights are given.
   c.fid_inception_weights = ''  # pt_inception-2015-12-05-6726825d.pth or default_1.pt

@@ -13,13 +13,14 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
-from sintrovae_jax.evaluators import ood  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.evaluators import ood, regret  # pylint: disable=g-import-not-at-top
 
 model = sv.SoftIntroVAE(sv.ImageEncoder((8, 16), 4), sv.ImageDecoder((8, 16), 16, 3))
 state = sv.create_train_state(model, jax.random.PRNGKey(0), (16, 16, 3),
                               sv.make_optimizer(sv.learning_rate_schedule(1e-3)))
 images = np.random.default_rng(0).integers(0, 256, (7, 16, 16, 3), dtype=np.uint8)
-scorer = ood.Scorer(model, state, jax.random.PRNGKey(1), 5, 'mse', 0.7, rows_per_call=4)
+scorer = ood.Scorer(model, state, jax.random.PRNGKey(1), 5, 'mse', 0.7, rows_per_call=4,
+                    regret_options=regret.RegretOptions(steps=0))
 scores = ood.score_images(scorer, [images[:4], images[4:]])  # 7 = 4 + 3: padding on 4 devices
 print(json.dumps({'devices': jax.local_device_count(),
                   **{k: np.asarray(v, np.float64).tolist() for k, v in scores.items()}}))

@@ -1,7 +1,9 @@
 """Out-of-distribution detection with a trained model: score images, compare two sets, plot.
 
 `Scorer` and `score_images` give every score of `likelihood.scores` per image (on every local
-device, example i's draws keyed by its index); `detection_metrics` compares two sets (AUROC, AUPR
+device, example i's draws keyed by its index), the input-complexity score (complexity.py: -log2
+p(x) less the image's compressed length, bits per dimension) and, when asked, the likelihood regret
+(regret.py: what refitting the encoder to the image alone gains); `detection_metrics` compares two sets (AUROC, AUPR
 and FPR at 95% TPR, from scikit-learn); `histograms` draws them. TensorFlow-free: the data comes
 in as NumPy batches (`ood_run.py` is the `--mode=ood` program that reads it).
 
@@ -11,7 +13,7 @@ OOD inputs accepted when the threshold accepts 95% of in-distribution inputs (in
 positive, as in Liang et al. 2018). AUROC 0.5 is chance.
 """
 
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -21,10 +23,11 @@ from sklearn import metrics
 from sintrovae_jax.core import inference, parallel
 from sintrovae_jax.core.train_state import TrainState
 from sintrovae_jax.core.vae import SoftIntroVAE
-from sintrovae_jax.evaluators import fid, likelihood
+from sintrovae_jax.evaluators import complexity, fid, likelihood, regret
 from sintrovae_jax.io import fs, plotting
 
-SCORES = ('neg_log_px', 'neg_elbo', 'kl', 'rec_error')
+SCORES = ('neg_log_px', 'neg_elbo', 'kl', 'rec_error')  # likelihood.scores'
+IMAGE_SCORES = SCORES + ('complexity',)                 # and the input-complexity score
 
 
 def detection_metrics(in_scores: np.ndarray, out_scores: np.ndarray) -> Dict[str, float]:
@@ -48,21 +51,39 @@ class Scorer:
   """
 
   def __init__(self, model: SoftIntroVAE, state: TrainState, key: jax.Array, num_samples: int,
-               recon_loss: str, sigma: float, rows_per_call: int):
+               recon_loss: str, sigma: float, rows_per_call: int,
+               regret_options: Optional[regret.RegretOptions] = None,
+               compressor: str = 'png'):
     mesh = parallel.data_mesh(jax.local_devices())
     self._devices = mesh.size
     self._rows = -(-rows_per_call // mesh.size) * mesh.size
     self._state = jax.device_put(state, NamedSharding(mesh, P()))
     split = NamedSharding(mesh, P(parallel.AXIS))
+    self.compressor = compressor
+    self.names: Tuple[str, ...] = IMAGE_SCORES + (('regret',) if regret_options else ())
 
-    def score(state, images, index):
+    def one(state, xi, i, score_fn):
       # Example i's draws depend on its index alone, not on the batch it came in.
-      x = inference.to_unit_range(images)
-      per_example = jax.vmap(lambda xi, i: likelihood.scores(
-          model, state, xi[None], jax.random.fold_in(key, i), num_samples, recon_loss, sigma))
-      return jax.tree.map(lambda v: v[:, 0], per_example(x, index))
+      return score_fn(model, state, xi[None], jax.random.fold_in(key, i), num_samples,
+                      recon_loss, sigma)
 
-    self._score = jax.jit(score, in_shardings=(None, split, split), out_shardings=split)
+    def refit(model, state, x, k, *args):
+      return {'regret': regret.regret(model, state, x, jax.random.fold_in(k, 1), *args,
+                                      regret_options)}
+
+    def score(state, images, index):  # this device's rows
+      x = inference.to_unit_range(images)
+      out = jax.vmap(lambda xi, i: one(state, xi, i, likelihood.scores))(x, index)
+      if regret_options:  # row by row: a refit's rounding must not depend on its neighbours
+        out.update(jax.lax.map(lambda a: one(state, *a, refit), (x, index)))
+      return jax.tree.map(lambda v: v[:, 0], out)
+
+    # Each device scores its own rows as a local program (shard_map): the refit encoders (one per
+    # row) then never pass through XLA's partitioner, which computes batched-kernel convolutions
+    # differently from one device (by ~1e-4 of -log p(x), the size of a regret).
+    self._score = jax.jit(jax.shard_map(score, mesh=mesh, in_specs=(P(), P(parallel.AXIS),
+                                                                    P(parallel.AXIS)),
+                                        out_specs=P(parallel.AXIS)))
     self._split = split
 
   def __call__(self, images: np.ndarray, first_index: int) -> Dict[str, np.ndarray]:
@@ -72,7 +93,11 @@ class Scorer:
     index = np.arange(first_index, first_index + len(images))
     out = self._score(self._state, jax.device_put(images, self._split),
                       jax.device_put(index, self._split))
-    return {k: np.asarray(v)[:n] for k, v in out.items()}
+    out = {k: np.asarray(v)[:n] for k, v in out.items()}
+    out['complexity'] = complexity.complexity_score(
+        out['neg_log_px'], complexity.compressed_bits(images[:n], self.compressor),
+        images.shape[1:])
+    return out
 
 
 def score_images(scorer: Scorer, batches: Iterable[np.ndarray]) -> Dict[str, np.ndarray]:
@@ -82,14 +107,14 @@ def score_images(scorer: Scorer, batches: Iterable[np.ndarray]) -> Dict[str, np.
     parts.append(scorer(batch, seen))
     seen += len(batch)
   if not parts:
-    return {k: np.zeros((0,)) for k in SCORES}
-  local = {k: np.concatenate([p[k] for p in parts]) for k in SCORES}
+    return {k: np.zeros((0,)) for k in scorer.names}
+  local = {k: np.concatenate([p[k] for p in parts]) for k in scorer.names}
   return {k: fid.gather_hosts(v[:, None])[:, 0] for k, v in local.items()}
 
 
 def histograms(in_scores: Dict[str, np.ndarray], out_scores: Dict[str, np.ndarray],
                results: Dict[str, Any], folder: str, names: Dict[str, str]) -> None:
-  for k in SCORES:
+  for k in in_scores:
     title = f'{k}: AUROC {results[k]["auroc"]:.3f}, FPR@95 {results[k]["fpr_at_95_tpr"]:.3f}'
     image = plotting.histograms({names['in']: in_scores[k], names['out']: out_scores[k]}, title)
     plotting.save_png(image, fs.join(folder, f'histogram_{k}.png'))

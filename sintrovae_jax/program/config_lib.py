@@ -18,7 +18,7 @@ from sintrovae_jax.data import image_files
 from sintrovae_jax.data.kinds import (DATASETS, TFDS_CHANNELS, TFDS_SIZES, data_shape,
                                       is_image_data, is_point_data, is_vector_data, kind,
                                       point_categories)
-from sintrovae_jax.evaluators import fid
+from sintrovae_jax.evaluators import complexity, fid
 from sintrovae_jax.families import registry
 from sintrovae_jax.families.image import networks as image_networks
 from sintrovae_jax.families.points import networks as point_networks
@@ -265,6 +265,14 @@ def validate_ood(config) -> None:
   if not (config.likelihood_sigma == -1 or config.likelihood_sigma > 0):
     _fail('likelihood_sigma', config.likelihood_sigma, 'expected -1 (from the betas) or a '
           'positive number')
+  if not isinstance(config.ood_regret_steps, int) or config.ood_regret_steps < 0:
+    _fail('ood_regret_steps', config.ood_regret_steps, 'expected 0 (off) or a number of steps '
+          '(the authors: 100)')
+  for field in ('ood_regret_learning_rate', 'ood_regret_weight_decay'):
+    if not config[field] >= 0:
+      _fail(field, config[field], 'expected a number >= 0 (the authors: 2e-4 and 5e-5)')
+  if config.ood_compressor not in complexity.COMPRESSORS:
+    _fail('ood_compressor', config.ood_compressor, f'expected one of {complexity.COMPRESSORS}')
 
 
 def create_model(config, shape: Tuple[int, ...]) -> SoftIntroVAE:

@@ -1,7 +1,8 @@
 """`--mode=ood`: score a run's evaluation split and an out-of-distribution set, write the results.
 
 `python main.py --mode=ood --workdir=DIR --config.ood_dataset=NAME` scores the run's evaluation
-split (in-distribution) and the OOD set with every score of `likelihood.scores` (ood.py), and
+split (in-distribution) and the OOD set with every score of ood.py (likelihood, ELBO, KL,
+reconstruction error, input complexity, likelihood regret), and
 writes `DIR/ood_results.json` (AUROC, AUPR and FPR at 95% TPR per score) and
 `DIR/ood/histogram_SCORE.png`.
 """
@@ -15,8 +16,8 @@ import numpy as np
 
 from sintrovae_jax.core.train_state import ema_view
 from sintrovae_jax.data import kinds, pipeline as input_pipeline, tf_images
-from sintrovae_jax.evaluators import likelihood
-from sintrovae_jax.evaluators.ood import SCORES, Scorer, detection_metrics, histograms, score_images
+from sintrovae_jax.evaluators import likelihood, regret
+from sintrovae_jax.evaluators.ood import Scorer, detection_metrics, histograms, score_images
 from sintrovae_jax.io import fs, hosts
 from sintrovae_jax.program import config_lib, registry as programs, standard, workdir as workdir_lib
 
@@ -55,8 +56,12 @@ def ood_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
            likelihood.default_sigma(config.recon_loss, config.beta_rec, config.beta_kl,
                                     config.recon_reduction, exp.shape))
   batch = max(1, config.fid_batch_size // jax.process_count())
+  regret_options = (regret.RegretOptions(config.ood_regret_steps, config.ood_regret_learning_rate,
+                                         config.ood_regret_weight_decay)
+                    if config.ood_regret_steps else None)
   scorer = Scorer(exp.model, state, jax.random.PRNGKey(config.eval_seed),
-                  config.likelihood_samples, config.recon_loss, sigma, rows_per_call=batch)
+                  config.likelihood_samples, config.recon_loss, sigma, rows_per_call=batch,
+                  regret_options=regret_options, compressor=config.ood_compressor)
   limit = config.num_eval_examples
   in_scores = score_images(scorer, tf_images.image_pass(
       config, config.eval_split or config.train_split, limit, batch))
@@ -66,7 +71,8 @@ def ood_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
   for name, s in (('in-distribution', in_scores), ('OOD', out_scores)):
     if not len(s['kl']):
       raise kinds.DataError(f'The {name} set gave no images to score.')
-  results: Dict[str, Any] = {k: detection_metrics(in_scores[k], out_scores[k]) for k in SCORES}
+  results: Dict[str, Any] = {k: detection_metrics(in_scores[k], out_scores[k])
+                             for k in scorer.names}
   images = {'in': len(in_scores['kl']), 'out': len(out_scores['kl'])}
   bpd = {n: float(np.mean(likelihood.bits_per_dim(-s['neg_log_px'], exp.shape, images=True)))
          for n, s in (('in', in_scores), ('out', out_scores))}
@@ -75,10 +81,11 @@ def ood_from_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> Dict
                  ood_dataset=config.ood_dataset, bits_per_dim_in=bpd['in'],
                  bits_per_dim_out=bpd['out'],
                  mean_neg_log_px_in=float(np.mean(in_scores['neg_log_px'])),
-                 mean_neg_log_px_out=float(np.mean(out_scores['neg_log_px'])))
+                 mean_neg_log_px_out=float(np.mean(out_scores['neg_log_px'])),
+                 ood_regret_steps=config.ood_regret_steps, ood_compressor=config.ood_compressor)
   if hosts.is_leader():
     fs.write_json(fs.join(workdir, 'ood_results.json'), results, indent=2, sort_keys=True)
     histograms(in_scores, out_scores, results, fs.join(workdir, 'ood'),
                {'in': f'{config.dataset} (in)', 'out': f'{config.ood_dataset} (OOD)'})
-  logging.info('OOD results: %s', {k: results[k]['auroc'] for k in SCORES})
+  logging.info('OOD results (AUROC): %s', {k: results[k]['auroc'] for k in scorer.names})
   return results

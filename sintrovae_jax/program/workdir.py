@@ -39,7 +39,9 @@ RESUMABLE_CHANGES = frozenset({
     'eval_split', 'num_eval_examples', 'num_eval_points', 'data_dir', 'fid_inception_weights',
     'fid_every_steps', 'fid_num_samples', 'fid_num_reference', 'fid_batch_size', 'fid_cache_dir',
     'fid_matrix_sqrt', 'kid_subsets', 'kid_subset_size', 'compilation_cache_dir',
-    'matmul_precision', 'remat', 'steps_per_dispatch'})
+    'matmul_precision', 'remat', 'steps_per_dispatch', 'ood_dataset', 'ood_data_dir', 'ood_split',
+    'likelihood_samples', 'likelihood_sigma', 'ood_regret_steps', 'ood_regret_learning_rate',
+    'ood_regret_weight_decay', 'ood_compressor'})
 
 
 class ConfigChanged(ConfigError):
