@@ -2,9 +2,9 @@
 
 `Scorer` and `score_images` give every score of `likelihood.scores` per image (on every local
 device, example i's draws keyed by its index), the input-complexity score (complexity.py: -log2
-p(x) less the image's compressed length, bits per dimension) and, when asked, the likelihood regret
-(regret.py: what refitting the encoder to the image alone gains); `detection_metrics` compares two sets (AUROC, AUPR
-and FPR at 95% TPR, from scikit-learn); `histograms` draws them. TensorFlow-free: the data comes
+p(x) less the image's compressed length, bits per dimension) and, when asked, the likelihood
+regret (regret.py: what refitting the encoder to the image alone gains); `detection_metrics`
+compares two sets (AUROC, AUPR and FPR at 95% TPR, from scikit-learn); `histograms` draws them. TensorFlow-free: the data comes
 in as NumPy batches (`ood_run.py` is the `--mode=ood` program that reads it).
 
 Conventions: every score is larger for less likely inputs. AUROC and `aupr_out` treat OOD as the
@@ -62,20 +62,16 @@ class Scorer:
     self.compressor = compressor
     self.names: Tuple[str, ...] = IMAGE_SCORES + (('regret',) if regret_options else ())
 
-    def one(state, xi, i, score_fn):
-      # Example i's draws depend on its index alone, not on the batch it came in.
-      return score_fn(model, state, xi[None], jax.random.fold_in(key, i), num_samples,
-                      recon_loss, sigma)
-
-    def refit(model, state, x, k, *args):
-      return {'regret': regret.regret(model, state, x, jax.random.fold_in(k, 1), *args,
-                                      regret_options)}
-
     def score(state, images, index):  # this device's rows
       x = inference.to_unit_range(images)
-      out = jax.vmap(lambda xi, i: one(state, xi, i, likelihood.scores))(x, index)
-      if regret_options:  # row by row: a refit's rounding must not depend on its neighbours
-        out.update(jax.lax.map(lambda a: one(state, *a, refit), (x, index)))
+      # Example i's draws depend on its index alone, not on the batch it came in.
+      keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+      out = jax.vmap(lambda xi, k: likelihood.scores(model, state, xi[None], k, num_samples,
+                                                     recon_loss, sigma))(x, keys)
+      if regret_options:  # one row at a time: each refit is the same program on any device count
+        out['regret'] = jax.lax.map(lambda a: regret.regret(
+            model, state, a[0][None], jax.random.fold_in(a[1], 1), num_samples, recon_loss,
+            sigma, regret_options), (x, keys))
       return jax.tree.map(lambda v: v[:, 0], out)
 
     # Each device scores its own rows as a local program (shard_map): the refit encoders (one per

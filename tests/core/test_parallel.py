@@ -12,9 +12,8 @@ import pytest
 from configs import toy2d
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, workdir as workdir_lib
-from runs import free_port
+from runs import ROOT, free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.parametrize('kind', ['2d', 'image', 'image_options', 'points'])

@@ -17,10 +17,10 @@ from PIL import Image
 
 import fid_images
 import torch_files as tfiles
+from runs import ROOT
 from sintrovae_jax.evaluators import fid, inception
 from sintrovae_jax.interop import torch_archive
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN = np.load(os.path.join(ROOT, 'tests', 'golden', 'fid_golden.npz'))
 
 

@@ -20,11 +20,11 @@ import pytest
 
 import real_images
 from configs import ffhq256, image_folder, toy2d
+from runs import ROOT
 from sintrovae_jax.data import (tf_images)
 from sintrovae_jax.evaluators import quality as evaluation, ood
 from sintrovae_jax.program import config_lib, ood_run, standard, train, workdir as workdir_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 300
 
 

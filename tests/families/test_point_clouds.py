@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from runs import ROOT
 from sintrovae_jax.core import losses
 from sintrovae_jax.evaluators import metrics_3d
 from sintrovae_jax.core.chamfer import chamfer_distance, chamfer_terms
@@ -424,9 +425,8 @@ def test_imported_release_samples_through_main(tmp_path):
   np.testing.assert_allclose(
       np.transpose(np.asarray(inference.decode(standard.build(config).model, state, z)), (0, 2, 1)),
       _torch_forward(sd, np.zeros((2, 2048, 3), np.float32), z)[2], rtol=1e-3, atol=1e-3)
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   out = subprocess.run([sys.executable, 'main.py', '--mode=sample', f'--workdir={workdir}',
-                        '--num_samples=4'], cwd=root, text=True, capture_output=True,
+                        '--num_samples=4'], cwd=ROOT, text=True, capture_output=True,
                        timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
   assert out.returncode == 0, out.stderr[-2000:]
   assert np.load(os.path.join(workdir, 'samples', 'samples_00000000.npy')).shape == (4, 2048, 3)

@@ -13,6 +13,7 @@ import pytest
 
 from configs import ffhq256
 from devices import cpu_devices_env
+from runs import ROOT
 from sintrovae_jax.core import losses
 from sintrovae_jax.families.style import progressive, networks as style_nets, optim as style_optim, step as style_step
 from sintrovae_jax.program import (registry as programs, runner, startup, style_train,
@@ -21,7 +22,6 @@ from sintrovae_jax.core.objectives import LossWeights
 from sintrovae_jax.families.style.model import StyleVAE
 from tiny import tiny_style_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HIGHEST = jax.lax.Precision.HIGHEST
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from configs import toy2d
 from devices import cpu_devices_env
+from runs import ROOT
 from sintrovae_jax.program import config_lib, standard, train, workdir as workdir_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Steps 37, warm-up 11, logs every 10, checkpoints every 15, pictures every 25: no k divides them.
 RUN = dict(mlp_hidden=(16, 16), num_train_steps=37, num_vae_steps=11, batch_size=64,
            log_every_steps=10, sample_every_steps=25, checkpoint_every_steps=15,

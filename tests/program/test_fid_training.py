@@ -11,9 +11,8 @@ import tensorflow_datasets as tfds
 from configs import mnist
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, train
-from runs import free_port
+from runs import ROOT, free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,
             sample_every_steps=2, checkpoint_every_steps=2, num_grid_images=4,
             num_eval_examples=8, shuffle_buffer=16, fid_every_steps=2, fid_num_samples=6,

@@ -16,7 +16,6 @@ from sintrovae_jax.program import config_lib, errors, standard, train, workdir a
 from runs import assert_states_close, params_of, run_main, stop_long_2d_run
 from tiny import FID_TINY_FLAGS, LONG_2D_FLAGS, TINY_IMAGE, tiny_2d_flags, tiny_mnist
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 
