@@ -43,9 +43,9 @@ def import_checkpoint(path: str, category: str, workdir: str, data_dir: str = ''
   if want != got:
     raise points_checkpoint.StateDictError(f'{path!r} has layer shapes {got}, the config expects '
                                       f'{want}.')
-  manager = workdir_lib.checkpoint_manager(workdir, config)
-  manager.save(0, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
-  manager.wait_until_finished()
+  with workdir_lib.checkpoint_manager(workdir, config) as manager:
+    manager.save(0, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
+    manager.wait_until_finished()
   fs.write_text(fs.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
   fs.write_json(fs.join(workdir, 'imported_from.json'),
                 {'file': fs.absolute(path), 'category': category}, indent=2)

@@ -130,9 +130,9 @@ def import_checkpoint(path: str, workdir: str, config) -> str:
     log.info('Imported %s (%s) with fresh optimiser states at step %d, the end of the '
                  "config's schedule.", path,
                  ', '.join(f'{k} {v}' for k, v in architecture.items()), step)
-    manager = workdir_lib.checkpoint_manager(workdir, config)
-    manager.save(step, args=ocp.args.StandardSave(state), force=True)
-    manager.wait_until_finished()
+    with workdir_lib.checkpoint_manager(workdir, config) as manager:
+      manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      manager.wait_until_finished()
     fs.write_text(fs.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
     fs.write_json(fs.join(workdir, 'imported_from.json'),
                   {'file': fs.absolute(path), 'ema': converted['ema'] is not None,

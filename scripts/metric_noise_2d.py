@@ -49,7 +49,7 @@ def main():
   for workdir in filter(None, args.workdirs.split(',')):
     config = workdir_lib.load_config(workdir)
     exp = standard.build(config)
-    state = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
+    state = workdir_lib.latest_checkpoint_state(exp, workdir, 'measure')
     ds = config.dataset
     pairs = [(toy_data.sample(ds, n, np.random.default_rng([3, d])),
               np.asarray(inference.sample(exp.model, state, jax.random.PRNGKey(4 + d), n)))

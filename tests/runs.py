@@ -23,9 +23,18 @@ def run_main(*args, timeout=240, env=None, **kwargs):
 
 
 def params_of(workdir, config):
-  exp = standard.build(config)
-  state = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
-  return state
+  """The state of `workdir`'s latest checkpoint (the manager closed after: no threads left)."""
+  return restored(workdir, config, standard.build(config).state)
+
+
+def restored(workdir, config, initial):
+  with workdir_lib.checkpoint_manager(workdir, config) as manager:
+    return workdir_lib.restore_latest(manager, initial)
+
+
+def latest_step(workdir, config):
+  with workdir_lib.checkpoint_manager(workdir, config) as manager:
+    return manager.latest_step()
 
 
 def assert_states_close(a, b):

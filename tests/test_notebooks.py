@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from configs import toy2d
-from sintrovae_jax.program import standard, train, workdir as workdir_lib
+from sintrovae_jax.program import standard, train
+from runs import ROOT, restored  # pylint: disable=g-bad-import-order
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import run_notebooks  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -85,7 +85,7 @@ def test_2d_notebook_loop_trains_what_main_py_trains(tiny_2d, tmp_path):
   workdir = str(tmp_path / 'main')
   results = train.train_and_evaluate(config, workdir)
   exp = standard.build(config)
-  state = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
+  state = restored(workdir, config, exp.state)
   assert int(state.step) == run['steps']
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
   want = traverse_util.flatten_dict({'encoder': state.encoder_params,

@@ -4,9 +4,11 @@ and the loop does what every step needs: metrics and divergence checks, progress
 pictures, FID during training, and stopping on a signal at a step every host agrees on.
 """
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
+from absl import logging
 from clu import periodic_actions
 import jax
 import ml_collections
@@ -37,7 +39,7 @@ class Segment:
 
 @dataclasses.dataclass
 class Run:
-  """What the loop writes to and reads from, opened by `resume`."""
+  """What the loop writes to and reads from, opened by `resumed`."""
   config: ml_collections.ConfigDict
   workdir: str
   manager: ocp.CheckpointManager
@@ -46,18 +48,32 @@ class Run:
   log: MetricLog
 
 
-def resume(config: ml_collections.ConfigDict, workdir: str, initial: Any,
-           report: StartupReport) -> Tuple[Run, Any]:
+@contextlib.contextmanager
+def resumed(config: ml_collections.ConfigDict, workdir: str, initial: Any,
+            report: StartupReport) -> Iterator[Tuple[Run, Any]]:
   """The latest checkpoint that restores (or `initial`), checked against this run's host count;
-  config.json written and the metric writer and log opened. Returns (run, host state)."""
-  manager = workdir_lib.checkpoint_manager(workdir, config)
-  state = workdir_lib.restore_latest(manager, initial)
-  start = int(state.step)
-  hosts.together(workdir_lib.check_topology, config, workdir, start, errors=errors.USER_ERRORS)
-  report.mark('restore_checkpoint')
-  writer = outputs.open_run(config, workdir, start)
-  return Run(config, workdir, manager, start, writer,
-             MetricLog(workdir, writer, config, start)), state
+  config.json written and the metric writer and log opened. Yields (run, host state); on the
+  way out, however the run ends, the writer and the checkpoint manager (their threads too) are
+  closed."""
+  with contextlib.ExitStack() as opened:
+    manager = workdir_lib.checkpoint_manager(workdir, config)
+    opened.callback(_close, manager, 'the checkpoint manager')
+    state = workdir_lib.restore_latest(manager, initial)
+    start = int(state.step)
+    hosts.together(workdir_lib.check_topology, config, workdir, start, errors=errors.USER_ERRORS)
+    report.mark('restore_checkpoint')
+    writer = outputs.open_run(config, workdir, start)
+    opened.callback(_close, writer, 'the metric writer')
+    yield Run(config, workdir, manager, start, writer,
+              MetricLog(workdir, writer, config, start)), state
+
+
+def _close(thing: Any, name: str) -> None:
+  """Closes `thing`; a failure is a warning, never an error that would hide the run's own."""
+  try:
+    thing.close()
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('Closing %s failed: %s', name, e)
 
 
 def train(run: Run, segments: Iterable[Segment], r_state: Any, total: int,

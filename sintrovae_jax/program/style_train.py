@@ -92,25 +92,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
 
 def _train(exp: StyleExperiment, workdir: str, preempted, report, cache_dir: str):
   config = exp.config
-  run, state = loop.resume(config, workdir, exp.state, report)
-  total = exp.total_steps
-  logging.info('Training the style variant on %s from step %d to %d on %d device(s): %s.',
-               config.dataset, run.start, total, jax.device_count(),
-               ', '.join(f'{p.name} x{p.steps} (batch {p.batch})' for p in exp.phases))
-  r_state = loop.train(run, _phase_segments(exp, run), parallel.replicate(state), total,
-                       preempted, report, cache_dir,
-                       'Try a lower style_lod_learning_rate or smaller betas.')
-  if r_state is None:
-    return None
-  final = parallel.unreplicate(r_state)
-  results = evaluate(exp, final)
-  evaluator = create_fid_evaluator(exp, workdir)
-  if evaluator:
-    fid_results = evaluator(parallel.replicate(final))
-    run.log.write_fid(total, fid_results)
-    results.update(fid_results)
-  outputs.write_results(run.log, run.writer, workdir, total, results)
-  return results
+  with loop.resumed(config, workdir, exp.state, report) as (run, state):
+    total = exp.total_steps
+    logging.info('Training the style variant on %s from step %d to %d on %d device(s): %s.',
+                 config.dataset, run.start, total, jax.device_count(),
+                 ', '.join(f'{p.name} x{p.steps} (batch {p.batch})' for p in exp.phases))
+    r_state = loop.train(run, _phase_segments(exp, run), parallel.replicate(state), total,
+                         preempted, report, cache_dir,
+                         'Try a lower style_lod_learning_rate or smaller betas.')
+    if r_state is None:
+      return None
+    final = parallel.unreplicate(r_state)
+    results = evaluate(exp, final)
+    evaluator = create_fid_evaluator(exp, workdir)
+    if evaluator:
+      fid_results = evaluator(parallel.replicate(final))
+      run.log.write_fid(total, fid_results)
+      results.update(fid_results)
+    outputs.write_results(run.log, run.writer, workdir, total, results)
+    return results
 
 
 def _phase_segments(exp: StyleExperiment, run: loop.Run) -> Iterator[loop.Segment]:

@@ -38,43 +38,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
 def _train(exp: Experiment, workdir: str, preempted: Preemption, report: StartupReport,
            cache_dir: str) -> Optional[Dict[str, float]]:
   config = exp.config
-  run, state = loop.resume(config, workdir, exp.state, report)
-  start = run.start
-  weights = config_lib.loss_weights(config, exp.shape)
-  if exp.is_clouds:
-    exp.points = point_data.load_split(config.data_dir, kinds.point_categories(config),
-                                       config.train_split, config.num_points)
-  host_batches = input_pipeline.train_iterator(config, start, exp.points)
-  first = next(host_batches)
-  report.mark('first_batch')
-  real_for_pictures = (eval_points(exp, config.num_eval_points, config.eval_seed)
-                       if exp.is_vector else
-                       np.asarray(inference.to_unit_range(first[:config.num_grid_images])))
-  r_state = parallel.replicate(state)
-  p_steps = _compile_phases(exp, weights, r_state, first, start, report)
-  fid_evaluator = create_fid_evaluator(exp, workdir)  # reads the weights before any training
-  logging.info('Training %s from step %d to %d on %d device(s).', config.dataset, start,
-               config.num_train_steps, jax.device_count())
-  steps = _one_step_per_call if config.steps_per_dispatch == 1 else _steps_per_call
-  whole_run = loop.Segment(
-      last=config.num_train_steps, data=host_batches,
-      run=lambda r_state: steps(p_steps, config, start, chain(first, host_batches), r_state,
-                                fid_evaluator is not None),
-      pictures=lambda state, step: write_pictures(exp, state, step, real_for_pictures,
-                                                  run.writer, workdir))
-  r_state = loop.train(run, [whole_run], r_state, config.num_train_steps, preempted, report,
-                       cache_dir, 'Try a lower learning_rate or smaller betas.',
-                       fid=None if fid_evaluator is None else (
-                           lambda r: measure_fid(fid_evaluator, r)))
-  if r_state is None:
-    return None
-  results = evaluate(exp, parallel.unreplicate(r_state))
-  if fid_evaluator:
-    fid_results = measure_fid(fid_evaluator, r_state)
-    run.log.write_fid(config.num_train_steps, fid_results)
-    results.update(fid_results)
-  write_results(run.log, run.writer, workdir, config.num_train_steps, results)
-  return results
+  with loop.resumed(config, workdir, exp.state, report) as (run, state):
+    start = run.start
+    weights = config_lib.loss_weights(config, exp.shape)
+    if exp.is_clouds:
+      exp.points = point_data.load_split(config.data_dir, kinds.point_categories(config),
+                                         config.train_split, config.num_points)
+    host_batches = input_pipeline.train_iterator(config, start, exp.points)
+    first = next(host_batches)
+    report.mark('first_batch')
+    real_for_pictures = (eval_points(exp, config.num_eval_points, config.eval_seed)
+                         if exp.is_vector else
+                         np.asarray(inference.to_unit_range(first[:config.num_grid_images])))
+    r_state = parallel.replicate(state)
+    p_steps = _compile_phases(exp, weights, r_state, first, start, report)
+    fid_evaluator = create_fid_evaluator(exp, workdir)  # reads the weights before any training
+    logging.info('Training %s from step %d to %d on %d device(s).', config.dataset, start,
+                 config.num_train_steps, jax.device_count())
+    steps = _one_step_per_call if config.steps_per_dispatch == 1 else _steps_per_call
+    whole_run = loop.Segment(
+        last=config.num_train_steps, data=host_batches,
+        run=lambda r_state: steps(p_steps, config, start, chain(first, host_batches), r_state,
+                                  fid_evaluator is not None),
+        pictures=lambda state, step: write_pictures(exp, state, step, real_for_pictures,
+                                                    run.writer, workdir))
+    r_state = loop.train(run, [whole_run], r_state, config.num_train_steps, preempted, report,
+                         cache_dir, 'Try a lower learning_rate or smaller betas.',
+                         fid=None if fid_evaluator is None else (
+                             lambda r: measure_fid(fid_evaluator, r)))
+    if r_state is None:
+      return None
+    results = evaluate(exp, parallel.unreplicate(r_state))
+    if fid_evaluator:
+      fid_results = measure_fid(fid_evaluator, r_state)
+      run.log.write_fid(config.num_train_steps, fid_results)
+      results.update(fid_results)
+    write_results(run.log, run.writer, workdir, config.num_train_steps, results)
+    return results
 
 
 def _compile_phases(exp: Experiment, weights, r_state, first, start: int, report: StartupReport):

@@ -262,7 +262,7 @@ def load_config(workdir: str,
 def latest_checkpoint_state(exp: Any, workdir: str, purpose: str) -> Any:
   """The state of `workdir`'s latest checkpoint; CheckpointError naming `purpose` if none.
   (Any experiment with a `config` and an initial `state`: the style variant's too.)"""
-  manager = checkpoint_manager(workdir, exp.config)
-  if manager.latest_step() is None:
-    raise CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to {purpose}.')
-  return restore_latest(manager, exp.state)
+  with checkpoint_manager(workdir, exp.config) as manager:
+    if manager.latest_step() is None:
+      raise CheckpointError(f'No checkpoint under {workdir!r}/checkpoints to {purpose}.')
+    return restore_latest(manager, exp.state)

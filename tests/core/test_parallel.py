@@ -69,9 +69,9 @@ def test_two_processes_equal_one_process(tmp_path):
   states = []
   for workdir in (multi, str(tmp_path / 'one')):
     exp = standard.build(config)
-    manager = workdir_lib.checkpoint_manager(workdir, config)
-    assert manager.all_steps() == [20, 30]  # written once, by the two hosts together
-    states.append(workdir_lib.restore_latest(manager, exp.state))
+    with workdir_lib.checkpoint_manager(workdir, config) as manager:
+      assert manager.all_steps() == [20, 30]  # written once, by the two hosts together
+      states.append(workdir_lib.restore_latest(manager, exp.state))
   for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   results = [json.load(open(os.path.join(w, 'eval_results.json')))

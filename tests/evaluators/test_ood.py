@@ -20,10 +20,10 @@ import pytest
 
 import real_images
 from configs import ffhq256, image_folder, toy2d
-from runs import ROOT
+from runs import ROOT, restored
 from sintrovae_jax.data import (tf_images)
 from sintrovae_jax.evaluators import quality as evaluation, ood
-from sintrovae_jax.program import config_lib, ood_run, standard, train, workdir as workdir_lib
+from sintrovae_jax.program import config_lib, ood_run, standard, train
 
 STEPS = 300
 
@@ -47,7 +47,7 @@ def test_digits_model_flags_faces_and_learns(tmp_path):
   heldout.data_dir = heldout_dir
   images = np.concatenate(list(tf_images.image_pass(heldout, 'train', 500, 100)))
   assert images.shape == (500, 28, 28, 1)
-  final = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
+  final = restored(workdir, config, exp.state)
   before = evaluation.evaluate_images(exp.model, exp.state, images)['rec_error_deterministic']
   after = evaluation.evaluate_images(exp.model, final, images)['rec_error_deterministic']
   assert after < 0.6 * before, (before, after)

@@ -511,9 +511,9 @@ def test_the_script_writes_a_finished_run_that_restores(reference, tmp_path, cap
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
                         jax.eval_shape(lambda key: style_step.create_style_state(_model(), key),
                                        jax.random.PRNGKey(config.seed))[0])
-  manager = workdir_lib.checkpoint_manager(workdir, config)
-  assert manager.all_steps() == [step]
-  restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+  with workdir_lib.checkpoint_manager(workdir, config) as manager:
+    assert manager.all_steps() == [step]
+    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
   assert int(restored.step) == step
   for got, want in ((restored.encoder_params, converted['encoder_params']),
                     (restored.decoder_params, converted['decoder_params']),
@@ -542,8 +542,8 @@ def test_the_script_writes_a_finished_run_that_restores(reference, tmp_path, cap
   caplog.clear()
   assert script.main([plain, f'--workdir={tmp_path / "plain"}', f'--config={config_file}']) == 0
   assert 'holds no EMA networks' in caplog.text
-  restored = workdir_lib.checkpoint_manager(str(tmp_path / 'plain'), config).restore(
-      step, args=ocp.args.StandardRestore(target))
+  with workdir_lib.checkpoint_manager(str(tmp_path / 'plain'), config) as manager:
+    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
   for g, w in zip(jax.tree.leaves(restored.ema['decoder_params']),
                   jax.tree.leaves(converted['decoder_params'])):
     np.testing.assert_array_equal(np.asarray(g), w)

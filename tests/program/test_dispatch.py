@@ -12,7 +12,7 @@ import pytest
 
 from configs import toy2d
 from devices import cpu_devices_env
-from runs import ROOT
+from runs import ROOT, restored
 from sintrovae_jax.program import config_lib, standard, train, workdir as workdir_lib
 
 # Steps 37, warm-up 11, logs every 10, checkpoints every 15, pictures every 25: no k divides them.
@@ -30,10 +30,11 @@ def _config(**overrides):
 def _run(workdir, **overrides):
   config = _config(**overrides)
   results = train.train_and_evaluate(config, workdir)
-  manager = workdir_lib.checkpoint_manager(workdir, config)
-  state = workdir_lib.restore_latest(manager, standard.build(config).state)
+  with workdir_lib.checkpoint_manager(workdir, config) as manager:
+    state = workdir_lib.restore_latest(manager, standard.build(config).state)
+    steps = manager.all_steps()
   history = [json.loads(l) for l in open(os.path.join(workdir, 'history.jsonl'))]
-  return state, results, history, manager.all_steps()
+  return state, results, history, steps
 
 
 def test_calls_end_where_the_loop_acts():
@@ -74,7 +75,7 @@ def test_steps_per_call_on_four_devices_equal_one_device(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'on 4 device(s)' in out.stderr
   config = _config(steps_per_dispatch=4)
-  four = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), standard.build(config).state)
+  four = restored(workdir, config, standard.build(config).state)
   one, _, _, _ = _run(str(tmp_path / 'one'), steps_per_dispatch=4)
   for x, y in zip(jax.tree.leaves(four), jax.tree.leaves(one)):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

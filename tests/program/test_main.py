@@ -12,8 +12,8 @@ from PIL import Image
 
 from configs import image_folder, mnist, toy2d
 from sintrovae_jax.data import image_files, kinds, numpy_batches, pipeline as input_pipeline
-from sintrovae_jax.program import config_lib, errors, standard, train, workdir as workdir_lib
-from runs import assert_states_close, params_of, run_main, stop_long_2d_run
+from sintrovae_jax.program import config_lib, errors, standard, train
+from runs import assert_states_close, latest_step, params_of, run_main, stop_long_2d_run
 from tiny import FID_TINY_FLAGS, LONG_2D_FLAGS, TINY_IMAGE, tiny_2d_flags, tiny_mnist
 
 
@@ -87,7 +87,7 @@ def test_2d_resume_after_sigterm_equals_uninterrupted(tmp_path):
   assert 'SIGTERM' in output
   config = toy2d.get_config('8gaussians')
   config.update(dict(mlp_hidden=(16, 16), num_train_steps=3000, num_vae_steps=20, batch_size=64))
-  stop_step = workdir_lib.checkpoint_manager(stopped, config).latest_step()
+  stop_step = latest_step(stopped, config)
   assert stop_step is not None and 1 <= stop_step < 3000
 
   # Resume to a final step a little past the stop, and compare with a run that never stopped.
@@ -269,5 +269,5 @@ def test_repeated_nonfinite_steps_stop_the_run_and_keep_the_last_good_checkpoint
   config.update(dict(num_train_steps=40, log_every_steps=1000))
   with pytest.raises(errors.TrainingDiverged, match='3 consecutive non-finite steps up to step 7'):
     train.train_and_evaluate(config, workdir)
-  assert workdir_lib.checkpoint_manager(workdir, config).latest_step() == 4
+  assert latest_step(workdir, config) == 4
   assert_states_close(params_of(workdir, config), good)

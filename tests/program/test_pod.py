@@ -31,7 +31,7 @@ from sintrovae_jax.data import image_files
 from sintrovae_jax.io import fs
 from sintrovae_jax.program import config_lib, lease, standard, workdir as workdir_lib
 
-from runs import ROOT  # pylint: disable=g-bad-import-order
+from runs import ROOT, latest_step, restored  # pylint: disable=g-bad-import-order
 
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import prepare_images  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -84,8 +84,7 @@ def _config_2d(steps):
 
 def _state(workdir, steps):
   config = _config_2d(steps)
-  return workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config),
-                              standard.build(config).state)
+  return restored(workdir, config, standard.build(config).state)
 
 
 def test_a_bucket_run_leaves_nothing_local(tmp_path, fid_weights):
@@ -123,7 +122,7 @@ def test_two_hosts_stop_together_on_sigterm_and_resume_exactly(tmp_path):
   outputs = finish(procs)
   for p, output in zip(procs, outputs):
     assert p.returncode == 0, output[-3000:]
-  stop = workdir_lib.checkpoint_manager(workdir, _config_2d(3000)).latest_step()
+  stop = latest_step(workdir, _config_2d(3000))
   assert stop is not None and 1 <= stop < 3000, outputs[0][-2000:]
   # Both hosts stopped after the same step: the one saved.
   for output in outputs:

@@ -19,7 +19,7 @@ from configs import image_folder, toy2d
 from sintrovae_jax.core import inference
 from sintrovae_jax.data import (image_files, kinds, numpy_batches, pipeline as input_pipeline, tf_images)
 from sintrovae_jax.program import config_lib, lease, train, workdir as workdir_lib
-from runs import ROOT, params_of, run_main, stop_long_2d_run
+from runs import ROOT, latest_step, params_of, run_main, stop_long_2d_run
 from tiny import tiny_2d_flags
 
 
@@ -169,7 +169,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_an_intact_one(tmp_path, caplo
     train.train_and_evaluate(config, workdir)
   assert 'step 4' in caplog.text and 'damaged' in caplog.text
   assert os.path.isdir(os.path.join(workdir, 'checkpoints_damaged', '4'))
-  assert workdir_lib.checkpoint_manager(workdir, config).latest_step() == 6
+  assert latest_step(workdir, config) == 6
   history = [json.loads(l)['step'] for l in open(os.path.join(workdir, 'history.jsonl'))]
   assert history == sorted(history) and history[-3:] == [4, 5, 6]  # resumed from step 2
 
@@ -191,7 +191,7 @@ def test_a_picture_failure_loses_no_checkpoint(tmp_path, monkeypatch):
   workdir = str(tmp_path / 'run')
   results = train.train_and_evaluate(config, workdir)
   assert results and os.path.exists(os.path.join(workdir, 'eval_results.json'))
-  assert workdir_lib.checkpoint_manager(workdir, config).latest_step() == 4
+  assert latest_step(workdir, config) == 4
 
 
 def test_a_changed_config_is_refused_unless_it_only_changes_run_length_or_logging(tmp_path):
@@ -209,7 +209,7 @@ def test_a_changed_config_is_refused_unless_it_only_changes_run_length_or_loggin
   assert open(os.path.join(workdir, 'config.json')).read() == saved  # untouched
   longer = _points_config(tmp_path, num_train_steps=6, log_every_steps=2)
   train.train_and_evaluate(longer, workdir)
-  assert workdir_lib.checkpoint_manager(workdir, longer).latest_step() == 6
+  assert latest_step(workdir, longer) == 6
 
 
 def test_a_second_run_on_the_same_workdir_is_refused(tmp_path):
@@ -262,7 +262,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert 'SIGINT received' in output and 'Traceback' not in output
   config = toy2d.get_config('8gaussians')
   config.update(dict(mlp_hidden=(16, 16), num_train_steps=3000, num_vae_steps=20, batch_size=64))
-  step = workdir_lib.checkpoint_manager(workdir, config).latest_step()
+  step = latest_step(workdir, config)
   assert step is not None and 1 <= step < 3000
   assert int(params_of(workdir, config).step) == step
 
@@ -360,7 +360,7 @@ def test_a_full_disk_while_saving_ends_in_one_line_and_the_rerun_resumes(small_d
   config.update(dict(mlp_hidden=(16, 16), num_train_steps=200_000, num_vae_steps=20,
                      batch_size=64))
   os.remove(small_disk / 'ballast')
-  last = workdir_lib.checkpoint_manager(workdir, config).latest_step()
+  last = latest_step(workdir, config)
   assert last is not None and last >= 200
   assert 'No space left on device' in line and 'Free some space' in line, line
   assert f'the last good one is step {last};' in line and 'MiB' in line, line

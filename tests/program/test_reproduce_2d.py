@@ -7,9 +7,9 @@ import jax
 import numpy as np
 
 from configs import toy2d
-from sintrovae_jax.program import standard, train, workdir as workdir_lib
+from sintrovae_jax.program import standard, train
 
-from runs import ROOT  # pylint: disable=g-bad-import-order
+from runs import ROOT, restored  # pylint: disable=g-bad-import-order
 
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import reproduce_2d  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -32,7 +32,7 @@ def test_vmapped_seeds_equal_separate_training_runs(tmp_path):
     workdir = str(tmp_path / f'seed{seed}')
     want = train.train_and_evaluate(config, workdir)
     exp = standard.build(config)
-    ref = workdir_lib.restore_latest(workdir_lib.checkpoint_manager(workdir, config), exp.state)
+    ref = restored(workdir, config, exp.state)
     got = jax.tree.map(lambda x, i=i: x[i], states)
     assert int(got.step) == int(ref.step) == 9
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):  # params, stats, Adam, key
