@@ -16,11 +16,13 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
+import compile_log  # pylint: disable=g-import-not-at-top
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
 
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+compile_log.install()  # SINTROVAE_TEST_COMPILE_LOG=DIR: programs compiled per test
 
 
 def mlp_model(x_dim=2, z_dim=2, hidden=(16, 16)):

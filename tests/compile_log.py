@@ -1,0 +1,82 @@
+"""Counts the XLA programs each test compiles, for keeping the suite short (opt-in, off by default).
+
+`SINTROVAE_TEST_COMPILE_LOG=DIR python -m pytest ...` makes every test process, and every Python
+process a test starts (main.py runs, notebooks, multi-device checks: through the sitecustomize in
+compile_log_site/, which conftest puts on their PYTHONPATH), write DIR/<pid>.json at exit: per test
+(pytest's PYTEST_CURRENT_TEST, which the children inherit), the programs compiled, the programs
+served from the persistent cache, and the seconds spent tracing, lowering and compiling. Then
+`python tests/compile_log.py DIR` prints the totals and the tests that compile the most.
+"""
+
+import collections
+import glob
+import json
+import os
+import sys
+
+ENV = 'SINTROVAE_TEST_COMPILE_LOG'
+SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'compile_log_site')
+_SECONDS = {'/jax/core/compile/backend_compile_duration': 'compile_s',
+            '/jax/core/compile/jaxpr_trace_duration': 'trace_s',
+            '/jax/core/compile/jaxpr_to_mlir_module_duration': 'lower_s'}
+_counts = collections.defaultdict(collections.Counter)
+
+
+def _test() -> str:
+  return os.environ.get('PYTEST_CURRENT_TEST', '(outside a test)').rsplit(' (', 1)[0]
+
+
+def _on_event(event, **_):
+  if event == '/jax/compilation_cache/cache_hits':
+    _counts[_test()]['from_cache'] += 1
+
+
+def _on_duration(event, duration_secs, **_):
+  key = _SECONDS.get(event)
+  if key:
+    counts = _counts[_test()]
+    counts[key] += duration_secs
+    if key == 'compile_s':
+      counts['programs'] += 1
+
+
+def _write(directory):
+  with open(os.path.join(directory, f'{os.getpid()}.json'), 'w') as f:
+    json.dump({test: dict(c) for test, c in _counts.items()}, f)
+
+
+def install():
+  """Starts counting in this process if the environment asks for it; a no-op otherwise."""
+  directory = os.environ.get(ENV)
+  if not directory:
+    return
+  import atexit  # pylint: disable=g-import-not-at-top
+  import jax.monitoring  # pylint: disable=g-import-not-at-top
+  os.makedirs(directory, exist_ok=True)
+  jax.monitoring.register_event_listener(_on_event)
+  jax.monitoring.register_event_duration_secs_listener(_on_duration)
+  atexit.register(_write, directory)
+  paths = os.environ.get('PYTHONPATH', '').split(os.pathsep)
+  if SITE not in paths:  # children count too
+    os.environ['PYTHONPATH'] = os.pathsep.join([SITE, os.path.dirname(SITE)] +
+                                               [p for p in paths if p])
+
+
+def report(directory, top=15):
+  totals = collections.defaultdict(collections.Counter)
+  for path in glob.glob(os.path.join(directory, '*.json')):
+    with open(path) as f:
+      for test, counts in json.load(f).items():
+        totals[test].update(counts)
+  whole = sum(totals.values(), collections.Counter())
+  print(f'{len(totals)} tests; programs {whole["programs"]} (from the cache {whole["from_cache"]}, '
+        f'compiled {whole["programs"] - whole["from_cache"]}); compile {whole["compile_s"]:.0f} s, '
+        f'trace {whole["trace_s"]:.0f} s, lower {whole["lower_s"]:.0f} s of CPU')
+  print('\n| test | programs | from cache | compile s | trace s |\n|---|---|---|---|---|')
+  for test, c in sorted(totals.items(), key=lambda kv: -kv[1]['compile_s'])[:top]:
+    print(f'| {test} | {c["programs"]} | {c["from_cache"]} | {c["compile_s"]:.1f} | '
+          f'{c["trace_s"]:.1f} |')
+
+
+if __name__ == '__main__':
+  report(sys.argv[1], *map(int, sys.argv[2:3]))
