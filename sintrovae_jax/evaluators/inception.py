@@ -312,7 +312,7 @@ def convert(path: str) -> Variables:
                        'where to get pt_inception-2015-12-05-6726825d.pth or default_1.pt.')
   try:
     tree = torch_archive.load(path)
-  except (torch_archive.ArchiveFormatError, OSError) as e:
+  except (torch_archive.ArchiveFormatError, torch_archive.UnsafeArchiveError, OSError) as e:
     raise WeightsError(f'Cannot read {path!r} as PyTorch weights: {e}') from e
   if isinstance(tree, dict) and isinstance(tree.get('state_dict'), dict):
     tree = tree['state_dict']

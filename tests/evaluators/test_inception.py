@@ -111,6 +111,12 @@ def test_files_that_are_not_the_fid_network_are_refused_clearly(tmp_path):
     inception.load_params(path)
   with pytest.raises(inception.WeightsError, match='No Inception weights file'):
     inception.load_params(str(tmp_path / 'missing.pth'))
+  # A file that is only a call: the user's error (one line from main.py), and the call not made.
+  marker = tmp_path / 'pwned'
+  tfiles.save_zip(tfiles.Call(tfiles.Global('os', 'system'), f'touch {marker}'), path)
+  with pytest.raises(inception.WeightsError, match='only the call os.system'):
+    inception.load_params(path)
+  assert not marker.exists()
 
 
 def _run_script(*args):
