@@ -170,3 +170,28 @@ def test_the_variant_is_dispatched_in_the_family_registry_alone():
   assert found['core.train_step']  # (the step factory checks its argument: the scan sees it)
   assert {m: lines for m, lines in found.items()
           if lines and m not in ('families.registry', 'core.train_step')} == {}
+
+
+def imported_test_modules(source: str) -> List[str]:
+  """The test modules (test_*) that `source` imports."""
+  names = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Import):
+      names += [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names.append(node.module)
+  return [n for n in names if n.split('.')[-1].startswith('test_')]
+
+
+def test_no_test_module_imports_another():
+  """What several test files share lives in a helper module (tests/tiny.py, runs.py, ...), so a
+  test file can be moved, run or deleted on its own."""
+  assert imported_test_modules('from test_likelihood import SIGMA\nimport tiny\n') == ['test_likelihood']
+  found = {}
+  for folder, _, files in os.walk(os.path.join(ROOT, 'tests')):
+    for name in files:
+      if name.endswith('.py'):
+        path = os.path.join(folder, name)
+        found[os.path.relpath(path, ROOT)] = imported_test_modules(open(path).read())
+  assert 'tests/evaluators/test_regret.py' in found
+  assert {path: names for path, names in found.items() if names} == {}

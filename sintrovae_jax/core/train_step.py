@@ -55,7 +55,7 @@ def _mean(tree, axis_name):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
-def _finite_fraction(*losses) -> jax.Array:
+def finite_fraction(*losses) -> jax.Array:
   """1.0 if every loss is finite, else 0.0: averaged over devices, 1.0 means all devices agree."""
   return jnp.all(jnp.isfinite(jnp.stack(losses))).astype(jnp.float32)
 
@@ -149,7 +149,7 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     metrics = dict(aux_e, **aux_d, diff_kl=aux_d['kl_fake'] - aux_e['kl_real'],
                    soft_intro=jnp.ones(()))
     # One reduction for the decoder's gradients, the metrics and the losses' finiteness.
-    g_dec, metrics, losses_finite = _mean((g_dec, metrics, _finite_fraction(loss_e, loss_d)),
+    g_dec, metrics, losses_finite = _mean((g_dec, metrics, finite_fraction(loss_e, loss_d)),
                                           axis_name)
     dec_params, dec_opt = optimizer_step(state.tx, g_dec, state.decoder_opt_state,
                                          state.decoder_params)
@@ -169,7 +169,7 @@ def make_train_step(model: SoftIntroVAE, weights: LossWeights, num_vae_steps: in
     (loss, (stats, aux)), (g_enc, g_dec) = grad_fn(
         (state.encoder_params, state.decoder_params), state.batch_stats, batch, draws, model,
         weights)
-    g_enc, g_dec, aux, loss_finite = _mean((g_enc, g_dec, aux, _finite_fraction(loss)),
+    g_enc, g_dec, aux, loss_finite = _mean((g_enc, g_dec, aux, finite_fraction(loss)),
                                            axis_name)
     enc_params, enc_opt = optimizer_step(state.tx, g_enc, state.encoder_opt_state,
                                          state.encoder_params)

@@ -11,50 +11,22 @@ from scipy import stats
 import sintrovae_jax as sv
 from sintrovae_jax.evaluators import likelihood, ood
 
-X_DIM, Z_DIM, SIGMA = 3, 2, 0.5
-
-
-def _linear_gaussian(shift=0.0, inflate=0.0):
-  """A linear VAE (no hidden layers) whose encoder is the exact posterior, optionally perturbed.
-
-  Decoder x = W z + b + N(0, SIGMA^2 I), z ~ N(0, I), so p(x) = N(b, W W^T + SIGMA^2 I). W has
-  orthogonal columns, so the posterior covariance is diagonal and the encoder can represent it:
-  Sigma = (I + W^T W / SIGMA^2)^-1, mu = Sigma W^T (x - b) / SIGMA^2.
-  """
-  q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(X_DIM, X_DIM)))
-  w = q[:, :Z_DIM] * np.array([1.5, 0.7])
-  b = np.array([0.3, -0.2, 0.5])
-  post_var = 1.0 / (1.0 + np.sum(w ** 2, axis=0) / SIGMA ** 2)
-  a = post_var[:, None] * w.T / SIGMA ** 2  # mu = a (x - b)
-  enc = {'Dense_0': {'kernel': np.concatenate([a.T, np.zeros((X_DIM, Z_DIM))], 1),
-                     'bias': np.concatenate([-a @ b + shift, np.log(post_var) + inflate])}}
-  dec = {'Dense_0': {'kernel': w.T, 'bias': b}}
-  model = sv.SoftIntroVAE(sv.MLPEncoder((), Z_DIM), sv.MLPDecoder((), X_DIM))
-  state = sv.create_train_state(model, jax.random.PRNGKey(0), (X_DIM,),
-                                sv.make_optimizer(sv.learning_rate_schedule(1e-3)))
-  as32 = lambda t: jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), t)
-  state = state.replace(encoder_params=as32(enc), decoder_params=as32(dec))
-  true = stats.multivariate_normal(b, w @ w.T + SIGMA ** 2 * np.eye(X_DIM))
-  return model, state, true
-
-
-def _x(n=6):
-  return np.random.default_rng(1).normal(size=(n, X_DIM)).astype(np.float32)
+from linear_gaussian import SIGMA, Z_DIM, inputs, linear_gaussian  # pylint: disable=g-bad-import-order
 
 
 @pytest.mark.parametrize('k', [1, 7])
 def test_exact_posterior_gives_log_px_for_any_k(k):
   """With q = the true posterior every importance weight is p(x): no variance, no bias."""
-  model, state, true = _linear_gaussian()
-  x = _x()
+  model, state, true = linear_gaussian()
+  x = inputs()
   est = likelihood.log_likelihood(model, state, jnp.asarray(x), jax.random.PRNGKey(3), k, 'mse',
                                   SIGMA)
   np.testing.assert_allclose(est, true.logpdf(x), rtol=1e-5, atol=1e-5)
 
 
 def test_estimate_converges_to_log_px_from_below_as_k_grows():
-  model, state, true = _linear_gaussian(shift=0.6, inflate=0.8)  # a poor q
-  x = jnp.asarray(_x(32))
+  model, state, true = linear_gaussian(shift=0.6, inflate=0.8)  # a poor q
+  x = jnp.asarray(inputs(32))
   exact = true.logpdf(np.asarray(x))
   means, errors = [], []
   for k in (1, 10, 100, 1000):
@@ -71,8 +43,8 @@ def test_estimate_converges_to_log_px_from_below_as_k_grows():
 
 
 def test_one_sample_is_the_single_sample_elbo():
-  model, state, _ = _linear_gaussian(shift=0.3, inflate=0.5)
-  x = _x()
+  model, state, _ = linear_gaussian(shift=0.3, inflate=0.5)
+  x = inputs()
   key = jax.random.PRNGKey(5)
   est = np.asarray(likelihood.log_likelihood(model, state, jnp.asarray(x), key, 1, 'mse', SIGMA))
   # The same draw, restated in NumPy: log p(x|z) + log p(z) - log q(z|x).

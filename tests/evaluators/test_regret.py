@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sintrovae_jax.evaluators import complexity, likelihood, regret
-from test_likelihood import SIGMA, _linear_gaussian, _x  # pylint: disable=g-bad-import-order
+from linear_gaussian import SIGMA, inputs, linear_gaussian  # pylint: disable=g-bad-import-order
 
 K = 16
 
@@ -14,8 +14,8 @@ def test_regret_is_the_gap_between_the_estimate_and_log_px_when_the_fit_reaches_
   """A linear encoder fitted to one input can reach that input's exact posterior, where every
   importance weight is p(x): the regret is then log p(x) (closed form) minus the estimate before
   the fit (the same draws), however poor the encoder was."""
-  model, state, true = _linear_gaussian(shift=1.5, inflate=1.5)
-  x, key = jnp.asarray(_x(4)), jax.random.PRNGKey(7)
+  model, state, true = linear_gaussian(shift=1.5, inflate=1.5)
+  x, key = jnp.asarray(inputs(4)), jax.random.PRNGKey(7)
   got = np.asarray(regret.regret(model, state, x, key, K, 'mse', SIGMA,
                                  regret.RegretOptions(steps=20000, learning_rate=5e-4,
                                                       weight_decay=0.0)))
@@ -35,13 +35,13 @@ def test_regret_is_the_gap_between_the_estimate_and_log_px_when_the_fit_reaches_
 def test_regret_is_zero_for_an_input_the_encoder_already_fits_exactly():
   """Up to the drift of 100 noisy optimiser steps away from the optimum (and the weight decay's
   pull), with the authors' settings; without decay and with a smaller step, closer still."""
-  model, state, _ = _linear_gaussian()
-  x, key = jnp.asarray(_x(4)), jax.random.PRNGKey(7)
+  model, state, _ = linear_gaussian()
+  x, key = jnp.asarray(inputs(4)), jax.random.PRNGKey(7)
   np.testing.assert_allclose(regret.regret(model, state, x, key, K, 'mse', SIGMA), 0.0, atol=0.02)
   calm = regret.RegretOptions(learning_rate=2e-5, weight_decay=0.0)
   np.testing.assert_allclose(regret.regret(model, state, x, key, K, "mse", SIGMA, calm), 0.0,
                              atol=2e-3)
-  poor_model, poor_state, _ = _linear_gaussian(shift=1.5, inflate=1.5)
+  poor_model, poor_state, _ = linear_gaussian(shift=1.5, inflate=1.5)
   assert np.all(np.asarray(regret.regret(poor_model, poor_state, x, key, K, 'mse', SIGMA)) > 0.02)
 
 

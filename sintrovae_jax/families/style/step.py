@@ -21,7 +21,7 @@ import optax
 
 from sintrovae_jax.core import losses
 from sintrovae_jax.core.objectives import LossWeights
-from sintrovae_jax.core.train_step import (_finite_fraction, global_example_index,
+from sintrovae_jax.core.train_step import (finite_fraction, global_example_index,
                                            per_example_normals)
 from sintrovae_jax.families.style import (model as style_model, networks as style_nets,
                                           optim as style_optim, progressive)
@@ -258,7 +258,7 @@ def make_style_train_step(model: style_model.StyleVAE, weights: LossWeights, pha
         state.decoder_params, enc, x, draws_d, model, weights, lod, alpha)
     metrics = dict(aux_e, **aux_d, diff_kl=aux_d['kl_fake'] - aux_e['kl_real'])
     g_dec, metrics, w_means, finite = mean((g_dec, metrics, jnp.stack(w_e + w_d),
-                                            _finite_fraction(loss_e, loss_d)))
+                                            finite_fraction(loss_e, loss_d)))
     dec, dec_opt = apply(tx_d, g_dec, state.decoder_opt_state, state.decoder_params)
     new = state.replace(encoder_params=enc, decoder_params=dec, encoder_opt_state=enc_opt,
                         decoder_opt_state=dec_opt)
@@ -270,7 +270,7 @@ def make_style_train_step(model: style_model.StyleVAE, weights: LossWeights, pha
     (loss, (aux, w_means)), (g_enc, g_dec) = jax.value_and_grad(vae_objective, has_aux=True)(
         (state.encoder_params, state.decoder_params), x, draws, model, weights, lod, alpha)
     g_enc, g_dec, aux, w_means, finite = mean((g_enc, g_dec, aux, jnp.stack(w_means),
-                                               _finite_fraction(loss)))
+                                               finite_fraction(loss)))
     enc, enc_opt = apply(tx_e, g_enc, state.encoder_opt_state, state.encoder_params)
     dec, dec_opt = apply(tx_d, g_dec, state.decoder_opt_state, state.decoder_params)
     new = state.replace(encoder_params=enc, decoder_params=dec, encoder_opt_state=enc_opt,
