@@ -1,7 +1,7 @@
 """The training options (issue 13): off by default, EMA, augmentation, the bootstrap variant.
 
 The reductions of 'l1' / 'bce' are tested against the reference's formula in test_losses.py; 4
-devices == 1 device with every option on is in test_parallel.py (`image_options`); a run of
+devices == 1 device with every option on is in test_parallel.py (`image`); a run of
 main.py's program with every option on, and its exact resume, in test_main.py.
 """
 
@@ -171,17 +171,18 @@ def test_gradients_pass_the_transform_to_the_kept_pixels_only():
 def test_draws_follow_p_stay_in_range_and_depend_on_the_global_index_alone():
   key = jax.random.PRNGKey(3)
   kinds = ('translation', 'cutout')
-  full = augment.draw(key, jnp.arange(400), (32, 32), kinds, 0.5)
-  part = augment.draw(key, jnp.arange(200, 400), (32, 32), kinds, 0.5)
+  draw = jax.jit(augment.draw, static_argnums=(2, 3, 4))  # one program per call, not per op
+  full = draw(key, jnp.arange(400), (32, 32), kinds, 0.5)
+  part = draw(key, jnp.arange(200, 400), (32, 32), kinds, 0.5)
   for a, b in zip(full, part):
     np.testing.assert_array_equal(np.asarray(a)[200:], b)
   shift, size = np.asarray(full.shift), np.asarray(full.cut_size)
   assert shift.min() == -4 and shift.max() == 4  # up to 1/8 of 32, both directions
   assert 0.4 < np.mean(np.any(shift != 0, axis=1)) < 0.6
   assert 0.4 < np.mean(size > 0) < 0.6 and size.max() <= 16 and set(size[size > 0]) >= {1, 16}
-  never = augment.draw(key, jnp.arange(50), (32, 32), kinds, 0.0)
+  never = draw(key, jnp.arange(50), (32, 32), kinds, 0.0)
   assert not np.any(np.asarray(never.shift)) and not np.any(np.asarray(never.cut_size))
-  only_cut = augment.draw(key, jnp.arange(50), (32, 32), ('cutout',), 1.0)
+  only_cut = draw(key, jnp.arange(50), (32, 32), ('cutout',), 1.0)
   assert not np.any(np.asarray(only_cut.shift)) and np.all(np.asarray(only_cut.cut_size) > 0)
   with pytest.raises(ValueError, match='unknown augmentation'):
     augment.parse('translation,rotation')
@@ -191,16 +192,19 @@ def test_the_decoder_learns_through_the_augmented_encoder_inputs():
   """loss_D's KL terms reach D only through E(T(D(.))): with beta_rec = gamma_r = 0 the decoder's
   gradient is non-zero through a partial cutout, and exactly zero when the cutout covers all."""
   model = tiny_image_model()
-  enc, dec, stats = model.init(jax.random.PRNGKey(0), (16, 16, 3))
+  enc, dec, stats = jax.jit(model.init, static_argnums=1)(jax.random.PRNGKey(0), (16, 16, 3))
   x = jnp.asarray(np.random.default_rng(0).uniform(size=(4, 16, 16, 3)), jnp.float32)
-  d = sv.draw_normals(jax.random.PRNGKey(1), jnp.arange(4), model.z_dim)
+  d = jax.jit(sv.draw_normals, static_argnums=2)(jax.random.PRNGKey(1), jnp.arange(4), model.z_dim)
   z = jnp.asarray(np.random.default_rng(1).normal(size=(4, model.z_dim)), jnp.float32)
   w = sv.LossWeights(0.0, 1.0, 256.0, gamma_r=0.0, scale=1 / 768)
 
-  def grad_with(aug):
+  @jax.jit  # one program per kind of call (none, an augmentation), not one per operation
+  def grad(dec, aug):
     fn = None if aug is None else (lambda v: augment.apply(v, aug))
     loss = lambda p: sv.decoder_objective(p, enc, stats, x, z, d, model, w, augment=fn)[0]
-    return _flat(jax.grad(loss)(dec))
+    return jax.grad(loss)(dec)
+
+  grad_with = lambda aug: _flat(grad(dec, aug))
 
   batch = lambda **kw: augment.Augmentation(*[jnp.repeat(a, 4, axis=0) for a in _one(**kw)])
   plain, partial = grad_with(None), grad_with(batch(corner=(0, 0), size=8))

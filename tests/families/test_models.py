@@ -11,11 +11,13 @@ from sintrovae_jax.families.image import networks as models
 
 @pytest.mark.parametrize('size,channels,c', [(28, (8, 16), 1), (16, (8, 16), 3), (32, (4, 8, 8), 3)])
 def test_image_networks_shapes(size, channels, c):
+  """Shapes only, so traced without compiling (jax.eval_shape); other tests run the networks."""
   model = sv.SoftIntroVAE(sv.ImageEncoder(channels, 6), sv.ImageDecoder(channels, size, c))
-  enc, dec, stats = model.init(jax.random.PRNGKey(0), (size, size, c))
-  x = jnp.ones((2, size, size, c))
-  (mu, logvar), _ = model.encode(enc, stats['encoder'], x)
-  out, _ = model.decode(dec, stats['decoder'], mu)
+  enc, dec, stats = jax.eval_shape(lambda key: model.init(key, (size, size, c)),
+                                   jax.random.PRNGKey(0))
+  x = jax.ShapeDtypeStruct((2, size, size, c), jnp.float32)
+  (mu, logvar), _ = jax.eval_shape(model.encode, enc, stats['encoder'], x)
+  out, _ = jax.eval_shape(model.decode, dec, stats['decoder'], mu)
   assert mu.shape == logvar.shape == (2, 6) and out.shape == (2, size, size, c)
   h0 = size // 2 ** len(channels)
   assert dec['fc']['kernel'].shape == (6, channels[-1] * h0 * h0)
@@ -70,13 +72,15 @@ def test_batchnorm_uses_reference_momentum_and_epsilon():
 def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
   model = sv.SoftIntroVAE(sv.ImageEncoder((8, 16), 4, dtype=jnp.bfloat16),
                           sv.ImageDecoder((8, 16), 16, 3, dtype=jnp.bfloat16))
-  enc, dec, stats = model.init(jax.random.PRNGKey(0), (16, 16, 3))
+  # Dtypes are the programs' types: traced (jax.eval_shape, lower), nothing compiled or run.
+  enc, dec, stats = jax.eval_shape(lambda key: model.init(key, (16, 16, 3)), jax.random.PRNGKey(0))
   assert {a.dtype for a in jax.tree.leaves((enc, dec, stats))} == {jnp.dtype('float32')}
-  (mu, logvar), _ = model.encode(enc, stats['encoder'], jnp.ones((2, 16, 16, 3)))
-  out, _ = model.decode(dec, stats['decoder'], mu)
+  x = jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)
+  (mu, logvar), _ = jax.eval_shape(model.encode, enc, stats['encoder'], x)
+  out, _ = jax.eval_shape(model.decode, dec, stats['decoder'], mu)
   assert mu.dtype == logvar.dtype == out.dtype == jnp.float32
-  hlo = jax.jit(lambda p, x: model.encode(p, stats['encoder'], x)[0]).lower(
-      enc, jnp.ones((2, 16, 16, 3))).as_text()
+  hlo = jax.jit(lambda p, s, x: model.encode(p, s, x)[0]).lower(enc, stats['encoder'],
+                                                                x).as_text()
   assert 'bf16' in hlo  # the convolutions really run in bfloat16
 
 
