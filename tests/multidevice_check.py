@@ -10,8 +10,7 @@ every 3 steps; 2 warm-up steps, so each path compiles the two-phase program with
 latents). Each kind compiles one program per path (one device, pmap, shard_map); the plain image
 step without options is not compiled here: its parts are covered by '2d' (the standard variant's
 gradients and metrics averaged over devices) and by 'image' and 'points' (BatchNorm statistics
-synchronised), and main.py's image runs on 4 devices by tests/program/test_fid_training.py's and
-the OOD check's evaluation on 4 devices.
+synchronised; the image networks' step with the options on contains the plain one's terms).
 """
 
 import json
