@@ -46,6 +46,13 @@ def np_mlp(params, x):
   return h
 
 
+def pytest_collection_modifyitems(items):
+  """Tests marked `long` (minutes each: trained runs, notebooks, several processes) run first, so
+  that with -n 2 no worker starts one while the other has nothing left to do (pyproject's
+  --maxschedchunk=1: each worker is handed the next test in this order as it finishes one)."""
+  items.sort(key=lambda item: item.get_closest_marker('long') is None)  # stable: else as found
+
+
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)

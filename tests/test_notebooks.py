@@ -101,6 +101,7 @@ def test_2d_notebook_loop_trains_what_main_py_trains(tiny_2d, tmp_path):
     np.testing.assert_allclose(saved['results'][k], results[k], rtol=1e-4, err_msg=k)
 
 
+@pytest.mark.long
 def test_images_notebook_runs_headless_in_tiny_mode():
   nb = run_notebooks.execute(NOTEBOOKS['soft_intro_vae_images.ipynb'], {'TINY': True},
                              timeout=900)

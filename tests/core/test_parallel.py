@@ -16,6 +16,7 @@ from runs import ROOT, free_port
 
 
 
+@pytest.mark.long
 @pytest.mark.parametrize('kind', ['2d', 'image', 'points'])
 def test_four_devices_equal_one_device(kind):
   out = subprocess.run([sys.executable, 'tests/multidevice_check.py', kind], cwd=ROOT,
@@ -42,6 +43,7 @@ FLAGS_2D = ['--config=configs/toy2d.py:8gaussians', '--config.mlp_hidden=(16,16)
             '--config.checkpoint_every_steps=20', '--config.num_eval_points=500']
 
 
+@pytest.mark.long
 def test_two_processes_equal_one_process(tmp_path):
   port = free_port()
   multi = str(tmp_path / 'multi')

@@ -328,6 +328,7 @@ def _state(workdir, config):
   return workdir_lib.latest_checkpoint_state(exp, str(workdir), 'read')
 
 
+@pytest.mark.long
 def test_trains_through_two_resolutions_and_resumes_exactly_across_the_switch(
     tmp_path, faces, monkeypatch):
   config = tiny_style_config(faces)

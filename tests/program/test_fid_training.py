@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
 from configs import mnist
@@ -19,6 +20,7 @@ TINY = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_ever
             fid_num_reference=8, fid_batch_size=8, kid_subset_size=5, fid_matrix_sqrt='eigh')
 
 
+@pytest.mark.long
 def test_image_run_writes_fid_kid_and_fid_rec(tmp_path, fid_weights):
   workdir = str(tmp_path / 'run')
   with tfds.testing.mock_data(num_examples=12):

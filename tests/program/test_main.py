@@ -51,6 +51,7 @@ ALL_OPTIONS = dict(ema_decay=0.9, augment='translation,cutout', variant='bootstr
                    bootstrap_refresh_steps=3, recon_loss='l1', gamma_r=1.0)
 
 
+@pytest.mark.long
 def test_image_run_with_every_option_on_mock_tfds_and_resume_equals_uninterrupted(tmp_path):
   with tfds.testing.mock_data(num_examples=12):
     config = tiny_mnist(**ALL_OPTIONS)
@@ -102,6 +103,7 @@ def test_2d_resume_after_sigterm_equals_uninterrupted(tmp_path):
   assert_states_close(params_of(stopped, config), params_of(str(tmp_path / 'straight'), config))
 
 
+@pytest.mark.long
 def test_image_folder_skips_corrupt_files(tmp_path, fid_weights):
   folder = tmp_path / 'images' / 'nested'
   folder.mkdir(parents=True)

@@ -87,6 +87,7 @@ def _state(workdir, steps):
   return restored(workdir, config, standard.build(config).state)
 
 
+@pytest.mark.long
 def test_a_bucket_run_leaves_nothing_local(tmp_path, fid_weights):
   here = tmp_path / 'cwd'
   here.mkdir()
@@ -110,6 +111,7 @@ def test_a_bucket_run_leaves_nothing_local(tmp_path, fid_weights):
   assert 'kl' in d['first'] and 'fid' in d['first']
 
 
+@pytest.mark.long
 def test_two_hosts_stop_together_on_sigterm_and_resume_exactly(tmp_path):
   workdir = str(tmp_path / 'shared' / 'run')
   procs, cwds = start_hosts(tmp_path, 'stopped', CONFIG_2D, *FLAGS_2D,
