@@ -24,15 +24,13 @@ from PIL import Image  # pylint: disable=g-import-not-at-top
 from configs import default, image_folder  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.io import fs  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.program import ood_run, standard, train, workdir as workdir_lib
+from tiny import TINY_IMAGE  # pylint: disable=g-import-not-at-top
 
 ROOT = 'ram://bucket'
 WORKDIR = f'{ROOT}/run'
 # test_main's tiny image-folder run (the same compiled step, served by the compilation cache).
-TINY = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,
-            sample_every_steps=2, checkpoint_every_steps=2, num_grid_images=4,
-            num_eval_examples=8, shuffle_buffer=16, image_size=16, fid_num_samples=4,
-            fid_num_reference=8, fid_batch_size=8, kid_subset_size=3, fid_matrix_sqrt='eigh',
-            likelihood_samples=2)
+TINY = dict(TINY_IMAGE, image_size=16, fid_num_samples=4, fid_num_reference=8, fid_batch_size=8,
+            kid_subset_size=3, fid_matrix_sqrt='eigh', likelihood_samples=2)
 
 
 def _png(rng, shape) -> bytes:

@@ -21,6 +21,7 @@ import pytest
 import real_images
 from configs import ffhq256, image_folder, toy2d
 from runs import ROOT, restored
+from tiny import TINY_IMAGE
 from sintrovae_jax.data import (tf_images)
 from sintrovae_jax.evaluators import quality as evaluation, ood
 from sintrovae_jax.program import config_lib, ood_run, standard, train
@@ -86,9 +87,8 @@ def test_ood_on_a_tfds_set_of_other_size_and_channels(tmp_path):
   workdir = str(tmp_path / 'run')
   with tfds.testing.mock_data(num_examples=12):
     config = mnist.get_config()
-    config.update(dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=2,
-                       log_every_steps=1, sample_every_steps=10**6, checkpoint_every_steps=10**6,
-                       num_grid_images=4, num_eval_examples=8, shuffle_buffer=16,
+    config.update(dict(TINY_IMAGE, num_train_steps=2, log_every_steps=1,
+                       sample_every_steps=10**6, checkpoint_every_steps=10**6,
                        likelihood_samples=3, fid_batch_size=4, ood_dataset='cifar10',
                        ood_regret_steps=2))
     train.train_and_evaluate(config, workdir)

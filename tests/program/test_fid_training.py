@@ -13,11 +13,10 @@ from configs import mnist
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, train
 from runs import ROOT, free_port
+from tiny import TINY_IMAGE
 
-TINY = dict(channels=(8, 16), z_dim=4, batch_size=4, num_train_steps=4, log_every_steps=2,
-            sample_every_steps=2, checkpoint_every_steps=2, num_grid_images=4,
-            num_eval_examples=8, shuffle_buffer=16, fid_every_steps=2, fid_num_samples=6,
-            fid_num_reference=8, fid_batch_size=8, kid_subset_size=5, fid_matrix_sqrt='eigh')
+TINY = dict(TINY_IMAGE, fid_every_steps=2, fid_num_samples=6, fid_num_reference=8,
+            fid_batch_size=8, kid_subset_size=5, fid_matrix_sqrt='eigh')
 
 
 @pytest.mark.long
