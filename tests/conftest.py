@@ -22,6 +22,11 @@ import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+# Every process a test starts (main.py, scripts, device checks) imports this checkout's package,
+# not the checkout that an editable install points to, which may be another worktree.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ['PYTHONPATH'] = os.pathsep.join(
+    [_ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p and p != _ROOT])
 compile_log.install()  # SINTROVAE_TEST_COMPILE_LOG=DIR: programs compiled per test
 
 

@@ -269,9 +269,9 @@ def test_gradients_reach_exactly_the_resolutions_in_use():
 
 
 def test_four_devices_equal_one_device():
-  out = subprocess.run([sys.executable, 'tests/style_multidevice_check.py'], cwd=ROOT,
-                       env=dict(cpu_devices_env(4), PYTHONPATH='tests'), text=True,
-                       capture_output=True, timeout=400)
+  env = dict(cpu_devices_env(4), PYTHONPATH=os.pathsep.join(['tests', os.environ['PYTHONPATH']]))
+  out = subprocess.run([sys.executable, 'tests/style_multidevice_check.py'], cwd=ROOT, env=env,
+                       text=True, capture_output=True, timeout=400)
   assert out.returncode == 0, out.stderr[-3000:]
   d = json.loads(out.stdout.strip().splitlines()[-1])
   assert d['devices'] == 4
