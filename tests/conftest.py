@@ -24,6 +24,8 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 # Every process a test starts (main.py, scripts, device checks) imports this checkout's package,
 # not the checkout that an editable install points to, which may be another worktree.
+# (runs.ROOT is the same folder; importing runs here would load the training program, and
+# TensorFlow, into every script that imports conftest's models.)
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ['PYTHONPATH'] = os.pathsep.join(
     [_ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p and p != _ROOT])
@@ -37,6 +39,12 @@ def mlp_model(x_dim=2, z_dim=2, hidden=(16, 16)):
 def tiny_image_model(z_dim=4, channels=(8, 16), image_size=16, c=3):
   return sv.SoftIntroVAE(sv.ImageEncoder(channels, z_dim),
                          sv.ImageDecoder(channels, image_size, c))
+
+
+def one_level_image_model():
+  """An 8 px image network with one level (convolutions, BatchNorm, residual blocks): for claims
+  that hold for any image network, at about half the two-level network's compile time."""
+  return tiny_image_model(channels=(8,), image_size=8)
 
 
 def np_mlp(params, x):

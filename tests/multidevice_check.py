@@ -4,8 +4,9 @@ one device with the same global batch and seed, and print the largest difference
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_check.py KIND
 
 KIND: '2d' (the MLPs, standard variant), 'image' (the image networks with BatchNorm and every
-training option on: weight EMA, translation and cutout, the bootstrap variant with a target refreshed
-every 3 steps; 2 warm-up steps, so each path compiles the two-phase program with the options), or
+training option on: weight EMA, translation and cutout, the bootstrap variant with a target
+refreshed every 3 steps; 2 warm-up steps, so each path compiles the two-phase program with the
+options), or
 'points' (the 3D variant: point networks with BatchNorm, Chamfer, a N(0, 0.2^2) prior, its redrawn
 latents). Each kind compiles one program per path (one device, pmap, shard_map); the plain image
 step without options is not compiled here: its parts are covered by '2d' (the standard variant's
@@ -41,26 +42,21 @@ def setup(kind):
     tx = sv.make_optimizer(sv.learning_rate_schedule(1e-3))
     state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
     return model, weights, 0, state, batches, dict(variant='points')
-  if kind == 'image':
+  tx = sv.make_optimizer(sv.learning_rate_schedule(1e-3, (6,)))
+  if kind == 'image':  # every option on; 5 steps: 2 warm-up, then 3 (a target refresh after the 3rd)
     model = sv.SoftIntroVAE(sv.ImageEncoder((8, 16), 4), sv.ImageDecoder((8, 16), 16, 3))
     shape, batch = (16, 16, 3), 8
     weights = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(shape))
     rng = np.random.default_rng(0)
-    batches = [rng.uniform(size=(batch,) + shape).astype(np.float32) for _ in range(10)]
-    vae_steps = 2
-  else:
-    model = sv.SoftIntroVAE(sv.MLPEncoder((32, 32), 2), sv.MLPDecoder((32, 32), 2))
-    shape = (2,)
-    weights = sv.LossWeights(0.2, 0.3, 0.9, scale=0.5)
-    batches = [toy_data.sample('8gaussians', 64, np.random.default_rng([0, t])) for t in range(10)]
-    vae_steps = 3
-  tx = sv.make_optimizer(sv.learning_rate_schedule(1e-3, (6,)))
-  with_options = kind == 'image'
-  if with_options:  # 5 steps: 2 warm-up, then 3 (a target refresh after the 3rd)
-    batches = batches[:5]
-  state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx, ema=with_options,
-                                target=with_options)
-  return model, weights, vae_steps, state, batches, OPTIONS if with_options else {}
+    batches = [rng.uniform(size=(batch,) + shape).astype(np.float32) for _ in range(5)]
+    state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx, ema=True, target=True)
+    return model, weights, 2, state, batches, OPTIONS
+  model = sv.SoftIntroVAE(sv.MLPEncoder((32, 32), 2), sv.MLPDecoder((32, 32), 2))
+  shape = (2,)
+  weights = sv.LossWeights(0.2, 0.3, 0.9, scale=0.5)
+  batches = [toy_data.sample('8gaussians', 64, np.random.default_rng([0, t])) for t in range(10)]
+  state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
+  return model, weights, 3, state, batches, {}
 
 
 def max_diff(a, b):

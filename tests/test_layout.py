@@ -186,7 +186,8 @@ def imported_test_modules(source: str) -> List[str]:
 def test_no_test_module_imports_another():
   """What several test files share lives in a helper module (tests/tiny.py, runs.py, ...), so a
   test file can be moved, run or deleted on its own."""
-  assert imported_test_modules('from test_likelihood import SIGMA\nimport tiny\n') == ['test_likelihood']
+  assert imported_test_modules('from test_likelihood import SIGMA\nimport tiny\n') == [
+      'test_likelihood']
   found = {}
   for folder, _, files in os.walk(os.path.join(ROOT, 'tests')):
     for name in files:

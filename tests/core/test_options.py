@@ -15,7 +15,7 @@ import optax
 import pytest
 
 import sintrovae_jax as sv
-from conftest import mlp_model, tiny_image_model
+from conftest import mlp_model, one_level_image_model, tiny_image_model
 from sintrovae_jax.core import augment
 from sintrovae_jax.program import standard
 from sintrovae_jax.core.train_state import averaged_part
@@ -310,7 +310,7 @@ def test_bootstrap_uses_the_target_exactly_where_the_reference_does():
 
 
 def test_bootstrap_target_is_refreshed_from_the_decoder_every_n_steps():
-  model = tiny_image_model(channels=(8,), image_size=8)  # one level: half the compile time
+  model = one_level_image_model()
   shape = (8, 8, 3)
   w = sv.LossWeights(1.0, 1.0, 256.0, gamma_r=1.0, scale=sv.default_scale(shape))
   state = _adam_state(model, shape, target=True)

@@ -7,17 +7,11 @@ import optax
 import pytest
 
 import sintrovae_jax as sv
-from conftest import mlp_model, tiny_image_model
+from conftest import mlp_model, one_level_image_model
 
 sg = jax.lax.stop_gradient
 W2D = sv.LossWeights(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, gamma_r=1e-8, scale=0.5)
-# The step's properties below hold for any image network: a one-level one on 8 px images (BatchNorm,
-# convolutions, residual blocks), which compiles in about half the time of the two-level 16 px one.
-SHAPE = (8, 8, 3)
-
-
-def one_level_image_model():
-  return tiny_image_model(channels=(8,), image_size=8)
+SHAPE = (8, 8, 3)  # one_level_image_model's images: the step's claims below hold for any network
 
 
 def restated_losses(model, w, x, d, stop_rr_target=False, stop_encoder_inputs=True):

@@ -11,7 +11,8 @@ from scipy import stats
 import sintrovae_jax as sv
 from sintrovae_jax.evaluators import likelihood, ood
 
-from linear_gaussian import SIGMA, Z_DIM, inputs, linear_gaussian  # pylint: disable=g-bad-import-order
+from linear_gaussian import (SIGMA, Z_DIM, inputs,  # pylint: disable=g-bad-import-order
+                             linear_gaussian)
 
 
 @pytest.mark.parametrize('k', [1, 7])
