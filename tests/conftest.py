@@ -30,6 +30,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ['PYTHONPATH'] = os.pathsep.join(
     [_ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p and p != _ROOT])
 compile_log.install()  # SINTROVAE_TEST_COMPILE_LOG=DIR: programs compiled per test
+pytest_plugins = ['crash_rerun']  # a test whose worker died in XLA's C++ runs once more
 
 
 def mlp_model(x_dim=2, z_dim=2, hidden=(16, 16)):
