@@ -34,4 +34,3 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section('tests whose worker died (run once more)', sep='-', yellow=True)
     for nodeid, times in _crashed.items():
       terminalreporter.line(f'{nodeid}: worker died {times} time(s)')
-

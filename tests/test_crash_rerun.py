@@ -23,11 +23,12 @@ def test_fails_plainly():
 
 def test_a_dead_worker_reruns_its_test_once_and_a_plain_failure_never(tmp_path):
   (tmp_path / 'test_c.py').write_text(_TESTS)
-  env = dict(os.environ, CRASH_DIR=str(tmp_path),
-             PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), os.environ.get('PYTHONPATH', '')]))
+  path = os.pathsep.join([os.path.dirname(__file__), os.environ.get('PYTHONPATH', '')])
+  env = dict(os.environ, CRASH_DIR=str(tmp_path), PYTHONPATH=path)  # finds -p crash_rerun
   out = subprocess.run(
       [sys.executable, '-m', 'pytest', '-n', '1', '-p', 'crash_rerun', '-p', 'no:cacheprovider',
-       '-q', '-rA', 'test_c.py'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+       '-q', '-rA', 'test_c.py'],
+      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
   text = out.stdout
   assert out.returncode == 1, text[-3000:]
   assert 'PASSED test_c.py::test_dies_once' in text, text[-3000:]
