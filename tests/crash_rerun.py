@@ -1,10 +1,11 @@
 """Pytest plugin: a test whose xdist worker dies is run once more, and the crash is reported.
 
-Why: now and then a worker dies inside XLA's C++ code (SIGABRT, no Python traceback) in whichever
-test it is running: twice in the suite runs of 2026-12-03/04, once in CI, once locally (that one's
-stack was in XLA deserializing a program from JAX's persistent compilation cache; the same test
-passed alone and in the runs after). Cache entries are zlib streams, so a half-written one is an
-ordinary read error that JAX turns into a recompile; the abort is XLA's own.
+Why: a worker sometimes dies inside XLA's C++ code (SIGABRT or SIGSEGV, no Python traceback):
+in three of the five full suite runs of 2026-12-03/04, each time in a different test, and where
+the stack was shown, in XLA deserializing a program read from JAX's persistent compilation cache
+(`backend.deserialize_executable`, one thread at work). Every such test passed alone and on its
+rerun. Cache entries are zlib streams, so a half-written one is an ordinary read error that JAX
+turns into a recompile: the crash is XLA's own.
 
 A test's own failure is never rerun: only a process that died, and only once; a second death
 fails the test as before. Every rerun is listed at the end of the run, so a crash that starts to
