@@ -107,11 +107,12 @@ def test_images_notebook_runs_headless_in_tiny_mode():
                              timeout=900)
   assert not _outputs(nb, 'error')
   text = _printed(nb)
-  for expected in ('main.py:', 'eval_results.json', 'FID', 'AUROC', 'bits/dim'):
+  for expected in ('main.py:', 'eval_results.json', 'FID', 'AUROC', 'bits/dim',
+                   'complexity: AUROC', 'regret: AUROC'):
     assert expected in text, expected
   # One figure each: real digits; real | rec | samples; interpolation; KL curves; main.py's grid;
-  # main.py's two curves; trained vs EMA samples; the three OOD histograms.
-  assert len(_images(nb)) == 8
+  # main.py's two curves; trained vs EMA samples; the three OOD histograms; complexity and regret.
+  assert len(_images(nb)) == 9
 
 
 @pytest.mark.parametrize('name', sorted(NOTEBOOKS))
