@@ -6,6 +6,7 @@ program's cost analysis leaves out the convolutions it hands to cuDNN (0.17 TFLO
 step of 16 images that holds 24).
 
   python benchmarks/style_step.py --config=configs/ffhq256.py --phases=256px_stable,128px_stable
+  python benchmarks/style_step.py --phases=256px_stable --remat   # recomputed blocks: memory
 """
 
 import argparse
@@ -35,16 +36,21 @@ def main():
   parser.add_argument('--phases', default='256px_stable,128px_stable,64px_stable')
   parser.add_argument('--batch', type=int, default=0, help='per-step batch (0: the phase\'s)')
   parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--remat', action='store_true',
+                      help='config.remat: recompute the blocks for the gradient (less memory)')
   args = parser.parse_args()
   config = CONFIGS[args.config]()
+  config.remat = args.remat
   model = config_lib.create_style_model(config)
   state, coeffs = style_step.create_style_state(model, jax.random.PRNGKey(0))
   phases = {p.name: p for p in progressive.phases_from_config(config)}
   device = jax.devices()[0]
   chip = roofline.chip_for(device.device_kind)
-  print(f'{device.device_kind}, JAX {jax.__version__}, float32 (default matmul precision)')
-  print('| phase | batch | ms/step (median) | img/s | TFLOP/step | TFLOP/s | share of peak |')
-  print('|---|---|---|---|---|---|---|')
+  print(f'{device.device_kind}, JAX {jax.__version__}, float32 (default matmul precision), '
+        f'remat {args.remat}')
+  print('| phase | batch | ms/step (median) | img/s | TFLOP/step | TFLOP/s | share of peak '
+        '| temporaries GiB | memory GiB |')
+  print('|---|---|---|---|---|---|---|---|---|')
   for name in args.phases.split(','):
     phase = phases[name]
     batch = args.batch or phase.batch
@@ -57,6 +63,7 @@ def main():
     lowered = step.lower(s, x)
     flops = roofline.cost(lowered)['flops']
     compiled = lowered.compile()
+    mem = roofline.memory(compiled)  # XLA's own count: arguments + outputs + temporaries
     for _ in range(3):
       s, m = compiled(s, x)
     jax.block_until_ready(m)
@@ -69,7 +76,8 @@ def main():
     sec = statistics.median(times)
     peak = f'{flops / sec / 1e12 / chip.f32_tflops:.0%}' if chip else '-'
     print(f'| {name} | {batch} | {sec * 1e3:.1f} | {batch / sec:.1f} | {flops / 1e12:.2f} | '
-          f'{flops / sec / 1e12:.1f} | {peak} |', flush=True)
+          f'{flops / sec / 1e12:.1f} | {peak} | {mem.get("temp", float("nan")) / 2**30:.2f} | '
+          f'{mem.get("total", float("nan")) / 2**30:.2f} |', flush=True)
 
 
 if __name__ == '__main__':

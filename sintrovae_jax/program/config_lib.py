@@ -299,7 +299,7 @@ def create_style_model(config) -> StyleVAE:
                   max_channels=config.style_max_channels,
                   mapping_layers=config.style_mapping_layers,
                   image_channels=data_shape(config)[-1], fused_from=config.style_fused_from,
-                  precision=MATMUL_PRECISIONS[config.matmul_precision])
+                  precision=MATMUL_PRECISIONS[config.matmul_precision], remat=config.remat)
 
 
 def style_loss_weights(config) -> LossWeights:

@@ -3,6 +3,7 @@ progressive training with resume, on tiny networks (4 -> 8 px, 8-16 channels).""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -266,6 +267,33 @@ def test_gradients_reach_exactly_the_resolutions_in_use():
       assert norm(g_dec[name]) > 0, name
     assert (norm(g_enc['from_rgb_1']) > 0) == fading
     assert (norm(g_dec['to_rgb_0']) > 0) == fading
+
+
+def test_remat_recomputes_the_blocks_with_the_same_parameters_and_gradients():
+  """config.remat for the style model: the blocks run under jax.checkpoint (so their activations
+  are recomputed for the gradient), with the same parameter tree and the same gradients."""
+  model, enc, dec, x, d = _setup(lod=1)
+  remat = tiny_style_model(remat=True)
+  enc_r, dec_r, coeffs_r = remat.init(jax.random.PRNGKey(3))
+  _, _, coeffs = model.init(jax.random.PRNGKey(3))
+  for a, b in ((enc_r, model.init(jax.random.PRNGKey(3))[0]), (coeffs_r, coeffs)):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_array_equal(u, v)
+
+  def gradients(m):
+    return (jax.grad(lambda p: style_step.encoder_objective(p, dec, x, d, m, WEIGHTS, 1,
+                                                            0.4)[0])(enc),
+            jax.grad(lambda p: style_step.decoder_objective(p, enc, x, d, m, WEIGHTS, 1,
+                                                            0.4)[0])(dec))
+
+  # The checkpointed blocks are in the remat model's program and not in the plain one's
+  # (jax.checkpoint's primitive prints as remat2[...] in JAX 0.10-0.12).
+  checkpointed = lambda m: re.search(r'\b(remat\w*|checkpoint)\[',
+                                     str(jax.make_jaxpr(lambda: gradients(m))()))
+  assert checkpointed(remat) and not checkpointed(model)
+  for got, want in zip(jax.jit(lambda: gradients(remat))(), jax.jit(lambda: gradients(model))()):
+    _assert_trees_close(got, want)
 
 
 def test_four_devices_equal_one_device():

@@ -32,6 +32,7 @@ class StyleVAE:
   image_channels: int = 3
   fused_from: int = 128
   precision: Optional[jax.lax.Precision] = None
+  remat: bool = False  # recompute encoder and decoder blocks for the gradient (less memory)
 
   @property
   def layer_count(self) -> int:
@@ -51,12 +52,13 @@ class StyleVAE:
   @property
   def encoder(self) -> style_nets.StyleEncoder:
     return style_nets.StyleEncoder(self.layer_count, self.latent, self.start_channels,
-                                   self.max_channels, self.fused_from, self.precision)
+                                   self.max_channels, self.fused_from, self.precision, self.remat)
 
   @property
   def decoder(self) -> style_nets.StyleDecoder:
     return style_nets.StyleDecoder(self.layer_count, self.start_channels, self.max_channels,
-                                   self.image_channels, self.fused_from, self.precision)
+                                   self.image_channels, self.fused_from, self.precision,
+                                   self.remat)
 
   @property
   def mapping_tl(self) -> style_nets.MappingToLatent:

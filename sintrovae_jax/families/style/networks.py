@@ -247,12 +247,14 @@ class StyleDecoder(nn.Module):
   image_channels: int = 3
   fused_from: int = 128  # fused transposed convolutions from this output resolution on
   precision: Optional[jax.lax.Precision] = None
+  remat: bool = False  # recompute each block in the backward pass: less memory, more FLOPs
 
   @nn.compact
   def __call__(self, styles, lod: int, alpha=None, noise_keys=None):
     chans = decoder_channels(self.layer_count, self.start_channels, self.max_channels)
-    blocks = [DecodeBlock(chans[i], i, i == 0, decoder_block_fused(i, self.fused_from),
-                          self.precision, name=f'decode_block_{i}')
+    block = nn.remat(DecodeBlock) if self.remat else DecodeBlock  # same parameters either way
+    blocks = [block(chans[i], i, i == 0, decoder_block_fused(i, self.fused_from),
+                    self.precision, name=f'decode_block_{i}')
               for i in range(self.layer_count)]
     to_rgb = [EqualConv(self.image_channels, 1, gain=0.03, precision=self.precision,
                         name=f'to_rgb_{i}') for i in range(self.layer_count)]
@@ -311,13 +313,15 @@ class StyleEncoder(nn.Module):
   max_channels: int = 512
   fused_from: int = 128  # fused stride-2 convolutions from this input resolution on
   precision: Optional[jax.lax.Precision] = None
+  remat: bool = False  # recompute each block in the backward pass: less memory, more FLOPs
 
   @nn.compact
   def __call__(self, x, lod: int, alpha=None):
     n = self.layer_count
     chans = encoder_channels(n, self.start_channels, self.max_channels)
-    blocks = [EncodeBlock(chans[i][1], self.latent, encoder_block_fused(i, n, self.fused_from),
-                          self.precision, name=f'encode_block_{i}') for i in range(n)]
+    block = nn.remat(EncodeBlock) if self.remat else EncodeBlock  # same parameters either way
+    blocks = [block(chans[i][1], self.latent, encoder_block_fused(i, n, self.fused_from),
+                    self.precision, name=f'encode_block_{i}') for i in range(n)]
     from_rgb = [EqualConv(chans[i][0], 1, precision=self.precision, name=f'from_rgb_{i}')
                 for i in range(n)]
     # FromRGB has its own LReLU, and the encoder applies a second one (net.py L267-277).
