@@ -29,8 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
   # 'default' (the backend's: TF32 convolutions on NVIDIA GPUs, as PyTorch's cuDNN default),
   # 'high' or 'highest' (full float32 matmuls, as PyTorch's default for Linear layers).
   c.matmul_precision = 'default'
-  # Recompute the image networks' residual blocks in the backward pass instead of keeping their
-  # activations: less memory per image (for 1024 px), more FLOPs. Same gradients.
+  # Recompute the image networks' residual blocks (the style variant: its encoder and decoder
+  # blocks) in the backward pass instead of keeping their activations: less memory per image
+  # (for 1024 px), more FLOPs. Same gradients.
   c.remat = False
   # Training steps per compiled call (one program runs up to this many, fewer where a log,
   # checkpoint, picture, FID or phase boundary comes first): fewer dispatches for small, launch-
