@@ -6,12 +6,12 @@ Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevi
 KIND: '2d' (the MLPs, standard variant), 'image' (the image networks with BatchNorm and every
 training option on: weight EMA, translation and cutout, the bootstrap variant with a target
 refreshed every 3 steps; 2 warm-up steps, so each path compiles the two-phase program with the
-options), or
-'points' (the 3D variant: point networks with BatchNorm, Chamfer, a N(0, 0.2^2) prior, its redrawn
-latents). Each kind compiles one program per path (one device, pmap, shard_map); the plain image
-step without options is not compiled here: its parts are covered by '2d' (the standard variant's
-gradients and metrics averaged over devices) and by 'image' and 'points' (BatchNorm statistics
-synchronised; the image networks' step with the options on contains the plain one's terms).
+options), or 'points' (the 3D variant: point networks with BatchNorm, Chamfer, a N(0, 0.2^2)
+prior, its redrawn latents). Each kind compiles one program per path (one device, pmap,
+shard_map); the plain image step without options is not compiled here: its parts are covered by
+'2d' (the standard variant's gradients and metrics averaged over devices) and by 'image' and
+'points' (BatchNorm statistics synchronised; the image networks' step with the options on
+contains the plain one's terms).
 """
 
 import json
@@ -43,7 +43,7 @@ def setup(kind):
     state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
     return model, weights, 0, state, batches, dict(variant='points')
   tx = sv.make_optimizer(sv.learning_rate_schedule(1e-3, (6,)))
-  if kind == 'image':  # every option on; 5 steps: 2 warm-up, then 3 (a target refresh after the 3rd)
+  if kind == 'image':  # every option on; 5 steps: 2 warm-up, 3 (target refreshed after the 3rd)
     model = sv.SoftIntroVAE(sv.ImageEncoder((8, 16), 4), sv.ImageDecoder((8, 16), 16, 3))
     shape, batch = (16, 16, 3), 8
     weights = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(shape))
