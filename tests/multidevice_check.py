@@ -3,7 +3,8 @@ one device with the same global batch and seed, and print the largest difference
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_check.py KIND
 
-KIND: '2d' (the MLPs, standard variant), 'image' (the image networks with BatchNorm and every
+KIND: '2d' (the MLPs, standard variant), 'image' (the image networks, one level on 8 px images:
+convolutions, BatchNorm, residual blocks, at half the two-level network's compile time; with every
 training option on: weight EMA, translation and cutout, the bootstrap variant with a target
 refreshed every 3 steps; 2 warm-up steps, so each path compiles the two-phase program with the
 options), or 'points' (the 3D variant: point networks with BatchNorm, Chamfer, a N(0, 0.2^2)
@@ -44,8 +45,8 @@ def setup(kind):
     return model, weights, 0, state, batches, dict(variant='points')
   tx = sv.make_optimizer(sv.learning_rate_schedule(1e-3, (6,)))
   if kind == 'image':  # every option on; 5 steps: 2 warm-up, 3 (target refreshed after the 3rd)
-    model = sv.SoftIntroVAE(sv.ImageEncoder((8, 16), 4), sv.ImageDecoder((8, 16), 16, 3))
-    shape, batch = (16, 16, 3), 8
+    model = sv.SoftIntroVAE(sv.ImageEncoder((8,), 4), sv.ImageDecoder((8,), 8, 3))  # one level
+    shape, batch = (8, 8, 3), 8
     weights = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(shape))
     rng = np.random.default_rng(0)
     batches = [rng.uniform(size=(batch,) + shape).astype(np.float32) for _ in range(5)]

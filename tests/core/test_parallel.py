@@ -37,8 +37,9 @@ def test_four_devices_equal_one_device(kind):
 
 
 
+# num_vae_steps=20, as test_pod.py's two hosts: the same two-process programs, compiled once.
 FLAGS_2D = ['--config=configs/toy2d.py:8gaussians', '--config.mlp_hidden=(16,16)',
-            '--config.num_train_steps=30', '--config.num_vae_steps=10', '--config.batch_size=64',
+            '--config.num_train_steps=30', '--config.num_vae_steps=20', '--config.batch_size=64',
             '--config.log_every_steps=10', '--config.sample_every_steps=20',
             '--config.checkpoint_every_steps=20', '--config.num_eval_points=500']
 
@@ -67,7 +68,7 @@ def test_two_processes_equal_one_process(tmp_path):
   assert 'process 1 of 2' in outputs[1] and '4 devices' in outputs[0]
 
   config = toy2d.get_config('8gaussians')
-  config.update(dict(mlp_hidden=(16, 16), num_train_steps=30, num_vae_steps=10, batch_size=64))
+  config.update(dict(mlp_hidden=(16, 16), num_train_steps=30, num_vae_steps=20, batch_size=64))
   states = []
   for workdir in (multi, str(tmp_path / 'one')):
     exp = standard.build(config)

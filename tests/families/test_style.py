@@ -1,6 +1,7 @@
 """The style-based variant (VARIANTS.md 1): networks, fade-in, optimiser, stop-gradients, devices,
 progressive training with resume, on tiny networks (4 -> 8 px, 8-16 channels)."""
 
+import functools
 import json
 import os
 import re
@@ -243,22 +244,23 @@ def test_stop_gradients_are_where_the_reference_puts_them():
   assert norm(g_dec['decoder']['decode_block_0']) > 0 and norm(g_enc['encoder']['from_rgb_1']) > 0
 
 
-def test_gradients_reach_exactly_the_resolutions_in_use():
-  model, enc, dec, x, d = _setup(lod=1)
-
-  @jax.jit
-  def gradients(enc, dec):
-    out = []
-    for alpha in (None, 0.4):
-      out.append((
-          jax.grad(lambda p: style_step.encoder_objective(p, dec, x, d, model, WEIGHTS, 1,
-                                                          alpha)[0])(enc)['encoder'],
+@functools.partial(jax.jit, static_argnames=('model', 'alpha'))
+def _gradients_at_8px(model, enc, dec, x, alpha):
+  """The encoder's and the decoder's gradients of their losses at 8 px (lod 1), with _setup's draws:
+  one program per (model, alpha), which the tests below share."""
+  d = style_step._Draws(jax.random.PRNGKey(4), jnp.arange(4), model.latent, 1, 0.0)
+  return (jax.grad(lambda p: style_step.encoder_objective(p, dec, x, d, model, WEIGHTS, 1,
+                                                          alpha)[0])(enc),
           jax.grad(lambda p: style_step.decoder_objective(p, enc, x, d, model, WEIGHTS, 1,
-                                                          alpha)[0])(dec)['decoder']))
-    return out
+                                                          alpha)[0])(dec))
 
+
+def test_gradients_reach_exactly_the_resolutions_in_use():
+  model, enc, dec, x, _ = _setup(lod=1)
   norm = lambda tree: float(sum(jnp.sum(jnp.abs(v)) for v in jax.tree.leaves(tree)))
-  for fading, (g_enc, g_dec) in zip((False, True), gradients(enc, dec)):
+  for alpha in (None, 0.4):
+    g_enc, g_dec = _gradients_at_8px(model, enc, dec, x, alpha)
+    g_enc, g_dec, fading = g_enc['encoder'], g_dec['decoder'], alpha is not None
     # At 8 px: encoder blocks 0 (8 -> 4) and 1 (4 -> 2), from_rgb_0; decoder blocks 0 and 1,
     # to_rgb_1. A fade-in also uses the 4 px path: from_rgb_1 and to_rgb_0.
     for name in ('encode_block_0', 'encode_block_1', 'from_rgb_0'):
@@ -272,25 +274,20 @@ def test_gradients_reach_exactly_the_resolutions_in_use():
 def test_remat_recomputes_the_blocks_with_the_same_parameters_and_gradients():
   """config.remat for the style model: the blocks run under jax.checkpoint (so their activations
   are recomputed for the gradient), with the same parameter tree and the same gradients."""
-  model, enc, dec, x, d = _setup(lod=1)
+  model, enc, dec, x, _ = _setup(lod=1)
   remat = tiny_style_model(remat=True)
   for a, b in zip(remat.init(jax.random.PRNGKey(3)), model.init(jax.random.PRNGKey(3))):
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
       np.testing.assert_array_equal(u, v)
-
-  def gradients(m):
-    return (jax.grad(lambda p: style_step.encoder_objective(p, dec, x, d, m, WEIGHTS, 1,
-                                                            0.4)[0])(enc),
-            jax.grad(lambda p: style_step.decoder_objective(p, enc, x, d, m, WEIGHTS, 1,
-                                                            0.4)[0])(dec))
-
   # The checkpointed blocks are in the remat model's program and not in the plain one's
   # (jax.checkpoint's primitive prints as remat2[...] in JAX 0.10-0.12).
-  checkpointed = lambda m: re.search(r'\b(remat\w*|checkpoint)\[',
-                                     str(jax.make_jaxpr(lambda: gradients(m))()))
+  checkpointed = lambda m: re.search(r'\b(remat\w*|checkpoint)\[', str(jax.make_jaxpr(
+      lambda: _gradients_at_8px.__wrapped__(m, enc, dec, x, 0.4))()))
   assert checkpointed(remat) and not checkpointed(model)
-  for got, want in zip(jax.jit(lambda: gradients(remat))(), jax.jit(lambda: gradients(model))()):
+  # The plain model's program is test_gradients_reach_exactly_the_resolutions_in_use's.
+  for got, want in zip(_gradients_at_8px(remat, enc, dec, x, 0.4),
+                       _gradients_at_8px(model, enc, dec, x, 0.4)):
     _assert_trees_close(got, want)
 
 
