@@ -213,6 +213,14 @@ def host_share(num: int) -> np.ndarray:
   return np.array_split(np.arange(num), jax.process_count())[jax.process_index()]
 
 
+@functools.lru_cache(maxsize=None)
+def _pmapped_features(precision: Any) -> Callable:
+  """The pmapped network, one per precision for the whole process: every extractor (a run's FID
+  evaluations, --mode=fid after training, a script's several sets) shares its traces and
+  compiled programs, instead of tracing Inception again for each new extractor."""
+  return jax.pmap(functools.partial(inception.features, precision=precision))
+
+
 class FeatureExtractor:
   """Pool3 features of images on every local device (`jax.pmap`), one compiled program.
 
@@ -226,7 +234,7 @@ class FeatureExtractor:
                precision: Any = jax.lax.Precision.HIGHEST):
     self.variables = parallel.replicate(variables)
     self.rows_per_call = rows_per_call
-    self._features = jax.pmap(functools.partial(inception.features, precision=precision))
+    self._features = _pmapped_features(precision)
 
   def __call__(self, rows: np.ndarray, context: Any = None,
                make_images: Optional[Callable[[Any, jax.Array], jax.Array]] = None) -> np.ndarray:

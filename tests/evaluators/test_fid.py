@@ -135,3 +135,26 @@ def test_quantize_8bit_rounds_like_a_saved_png():
   x = np.array([-0.2, 0.0, 0.5 / 255, 0.49 / 255, 0.5, 1.0, 1.3], np.float32)
   np.testing.assert_allclose(np.asarray(fid.quantize_8bit(x)) * 255, [0, 0, 1, 0, 128, 255, 255],
                              atol=1e-4)
+
+
+def test_extractors_share_one_traced_network(monkeypatch):
+  """Every FeatureExtractor of a precision uses one pmapped network: a second extractor (another
+  FID evaluation, --mode=fid after training) does not trace Inception again."""
+  traces = []
+
+  def fake_features(variables, images, precision):  # a stand-in network: one feature per image
+    traces.append(precision)
+    return images.reshape(images.shape[0], -1).mean(axis=1, keepdims=True) * variables['w']
+
+  monkeypatch.setattr(fid.inception, 'features', fake_features)
+  fid._pmapped_features.cache_clear()  # pylint: disable=protected-access
+  try:
+    rows = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
+    outs = [fid.FeatureExtractor({'w': np.float32(2.0)}, rows_per_call=2)(rows) for _ in range(2)]
+    assert len(traces) == 1
+    np.testing.assert_allclose(outs[1], outs[0])
+    np.testing.assert_allclose(outs[0][:, 0], 2.0 * rows.reshape(2, -1).mean(axis=1), rtol=1e-6)
+    fid.FeatureExtractor({'w': np.float32(2.0)}, 2, precision=None)(rows)
+    assert len(traces) == 2  # another precision is another program
+  finally:  # the real network for the tests that follow
+    fid._pmapped_features.cache_clear()  # pylint: disable=protected-access
