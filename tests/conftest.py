@@ -48,6 +48,20 @@ def one_level_image_model():
   return tiny_image_model(channels=(8,), image_size=8)
 
 
+ONE_LEVEL_SHAPE = (8, 8, 3)  # one_level_image_model's images
+
+
+def one_level_step_parts(**state_parts):
+  """(model, weights, state) of the step tests on one_level_image_model: the default weights and
+  Adam at 2e-4 from seed 0. Tests that build their step from these (and the same num_vae_steps
+  and options) compile one program, which the cache serves to the next."""
+  model = one_level_image_model()
+  weights = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(ONE_LEVEL_SHAPE))
+  tx = sv.make_optimizer(sv.learning_rate_schedule(2e-4, ()))
+  return model, weights, sv.create_train_state(model, jax.random.PRNGKey(0), ONE_LEVEL_SHAPE, tx,
+                                               **state_parts)
+
+
 def np_mlp(params, x):
   """NumPy float64 forward pass of sv.MLPEncoder/MLPDecoder: Dense+ReLU layers, linear last."""
   layers = sorted(params, key=lambda name: int(name.split('_')[-1]))

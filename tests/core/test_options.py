@@ -15,7 +15,8 @@ import optax
 import pytest
 
 import sintrovae_jax as sv
-from conftest import mlp_model, one_level_image_model, tiny_image_model
+from conftest import (ONE_LEVEL_SHAPE, mlp_model, one_level_image_model, one_level_step_parts,
+                      tiny_image_model)
 from sintrovae_jax.core import augment
 from sintrovae_jax.program import standard
 from sintrovae_jax.core.train_state import averaged_part
@@ -81,18 +82,14 @@ def test_ema_is_the_exponential_average_of_every_step_and_leaves_training_alone(
   the trained networks equal the plain step's bit for bit (the plain step is the program of
   test_train_step.py's determinism test, served from the compilation cache; the golden test above
   ties the default step to step_golden.npz), and the EMA follows decay * ema + (1 - decay) * new."""
-  model = one_level_image_model()
-  shape = (8, 8, 3)
-  w = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(shape))
+  model, w, state = one_level_step_parts(ema=True)
+  _, _, plain = one_level_step_parts()
   decay = 0.8
-  tx = sv.make_optimizer(sv.learning_rate_schedule(2e-4, ()))
-  state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx, ema=True)
-  plain = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
   step = jax.jit(sv.make_train_step(model, w, num_vae_steps=5, ema_decay=decay))
   plain_step = jax.jit(sv.make_train_step(model, w, num_vae_steps=5))
   np.testing.assert_array_equal(_flat(state.ema), _flat(averaged_part(state)))
   expected = _flat(averaged_part(state)).astype(np.float64)
-  batches = np.random.default_rng(0).uniform(size=(7, 4) + shape).astype(np.float32)
+  batches = np.random.default_rng(0).uniform(size=(7, 4) + ONE_LEVEL_SHAPE).astype(np.float32)
   for batch in batches:
     state, _ = step(state, batch)
     plain, metrics = plain_step(plain, batch)

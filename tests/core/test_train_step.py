@@ -9,11 +9,10 @@ import optax
 import pytest
 
 import sintrovae_jax as sv
-from conftest import mlp_model, one_level_image_model
+from conftest import ONE_LEVEL_SHAPE as SHAPE, mlp_model, one_level_step_parts
 
 sg = jax.lax.stop_gradient
 W2D = sv.LossWeights(beta_rec=0.2, beta_kl=0.3, beta_neg=0.9, gamma_r=1e-8, scale=0.5)
-SHAPE = (8, 8, 3)  # one_level_image_model's images: the step's claims below hold for any network
 
 
 def restated_losses(model, w, x, d, stop_rr_target=False, stop_encoder_inputs=True):
@@ -119,14 +118,8 @@ def test_vae_warmup_updates_both_networks_with_plain_elbo():
                                                        state.decoder_params), rtol=1e-5)
 
 
-def _adam_state(model, data_shape, decay=()):
-  tx = sv.make_optimizer(sv.learning_rate_schedule(2e-4, decay))
-  return sv.create_train_state(model, jax.random.PRNGKey(0), data_shape, tx)
-
-
 def test_step_is_deterministic_and_compiles_once():
-  model = one_level_image_model()
-  w = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(SHAPE))
+  model, w, initial = one_level_step_parts()
   train_step = sv.make_train_step(model, w, num_vae_steps=5)
   traces = []
 
@@ -138,7 +131,6 @@ def test_step_is_deterministic_and_compiles_once():
   step = jax.jit(counted)
   x = jax.random.uniform(jax.random.PRNGKey(1), (4,) + SHAPE)
   runs = []
-  initial = _adam_state(model, SHAPE)
   for _ in range(2):
     state = initial
     for _ in range(6):  # 5 warm-up steps, then a Soft-IntroVAE step
@@ -156,11 +148,10 @@ def test_step_is_deterministic_and_compiles_once():
 
 @pytest.mark.parametrize('num_vae_steps', [0, 5])
 def test_nonfinite_step_is_skipped(num_vae_steps):
-  model = one_level_image_model()
-  w = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(SHAPE))
+  model, w, initial = one_level_step_parts()
   step = jax.jit(sv.make_train_step(model, w, num_vae_steps=num_vae_steps))
   x = jax.random.uniform(jax.random.PRNGKey(1), (4,) + SHAPE)
-  state, _ = step(_adam_state(model, SHAPE), x)
+  state, _ = step(initial, x)
   bad = x.at[0, 0, 0, 0].set(jnp.nan)
   skipped, metrics = step(state, bad)
   assert float(metrics['nonfinite']) == 1.0
@@ -172,9 +163,7 @@ def test_nonfinite_step_is_skipped(num_vae_steps):
 
 
 def test_running_batch_stats_update_and_sampling_uses_them():
-  model = one_level_image_model()
-  w = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(SHAPE))
-  state = _adam_state(model, SHAPE)
+  model, w, state = one_level_step_parts()
   x = jax.random.uniform(jax.random.PRNGKey(1), (4,) + SHAPE)
   new, _ = jax.jit(sv.make_train_step(model, w))(state, x)
   for part in ('encoder', 'decoder'):

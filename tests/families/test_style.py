@@ -155,8 +155,12 @@ def _setup(lod=1):
       lambda path, x: x + 0.1 if 'noise_weight' in jax.tree_util.keystr(path) else x, dec)
   size = 4 * 2 ** lod
   x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, size, size, 1)), jnp.float32)
-  draws = style_step._Draws(jax.random.PRNGKey(4), jnp.arange(4), model.latent, lod, 0.0)
-  return model, enc, dec, x, draws
+  return model, enc, dec, x
+
+
+def _draws(model, lod):
+  """The random numbers of the half-steps below (4 examples, no style mixing)."""
+  return style_step._Draws(jax.random.PRNGKey(4), jnp.arange(4), model.latent, lod, 0.0)
 
 
 def _restated_decoder_loss(dec, dec_const, enc, x, d, model, w, lod, alpha):
@@ -216,7 +220,8 @@ def _assert_trees_close(a, b):
 
 
 def test_stop_gradients_are_where_the_reference_puts_them():
-  model, enc, dec, x, d = _setup(lod=0)
+  model, enc, dec, x = _setup(lod=0)
+  d = _draws(model, 0)
 
   @jax.jit
   def gradients(enc, dec):
@@ -246,9 +251,9 @@ def test_stop_gradients_are_where_the_reference_puts_them():
 
 @functools.partial(jax.jit, static_argnames=('model', 'alpha'))
 def _gradients_at_8px(model, enc, dec, x, alpha):
-  """The encoder's and the decoder's gradients of their losses at 8 px (lod 1), with _setup's draws:
-  one program per (model, alpha), which the tests below share."""
-  d = style_step._Draws(jax.random.PRNGKey(4), jnp.arange(4), model.latent, 1, 0.0)
+  """The encoder's and the decoder's gradients of their losses at 8 px (lod 1): one program per
+  (model, alpha), which the tests below share."""
+  d = _draws(model, 1)
   return (jax.grad(lambda p: style_step.encoder_objective(p, dec, x, d, model, WEIGHTS, 1,
                                                           alpha)[0])(enc),
           jax.grad(lambda p: style_step.decoder_objective(p, enc, x, d, model, WEIGHTS, 1,
@@ -256,7 +261,7 @@ def _gradients_at_8px(model, enc, dec, x, alpha):
 
 
 def test_gradients_reach_exactly_the_resolutions_in_use():
-  model, enc, dec, x, _ = _setup(lod=1)
+  model, enc, dec, x = _setup(lod=1)
   norm = lambda tree: float(sum(jnp.sum(jnp.abs(v)) for v in jax.tree.leaves(tree)))
   for alpha in (None, 0.4):
     g_enc, g_dec = _gradients_at_8px(model, enc, dec, x, alpha)
@@ -274,7 +279,7 @@ def test_gradients_reach_exactly_the_resolutions_in_use():
 def test_remat_recomputes_the_blocks_with_the_same_parameters_and_gradients():
   """config.remat for the style model: the blocks run under jax.checkpoint (so their activations
   are recomputed for the gradient), with the same parameter tree and the same gradients."""
-  model, enc, dec, x, _ = _setup(lod=1)
+  model, enc, dec, x = _setup(lod=1)
   remat = tiny_style_model(remat=True)
   for a, b in zip(remat.init(jax.random.PRNGKey(3)), model.init(jax.random.PRNGKey(3))):
     assert jax.tree.structure(a) == jax.tree.structure(b)
