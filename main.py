@@ -3,7 +3,8 @@
 `--mode=sample` writes generated examples and an interpolation strip from the latest checkpoint
 in --workdir; `--mode=fid` measures its FID, KID and reconstruction FID (fid_results.json);
 `--mode=ood --ood_dataset=NAME` scores the evaluation split against an out-of-distribution set
-(ood_results.json). All three use the run's saved config unless --config is given.
+(ood_results.json); `--mode=translate` writes the translation family's grid (identities from
+--source_dir, poses from --target_dir). All use the run's saved config unless --config is given.
 """
 
 import json
@@ -16,16 +17,16 @@ from ml_collections import config_flags
 
 from configs import default as default_config
 from sintrovae_jax.io import hosts
-from sintrovae_jax.program import (errors, lease, ood_run, registry as programs,
+from sintrovae_jax.program import (errors, lease, ood_run, registry as programs, translate_run,
                                    workdir as workdir_lib)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file (e.g. configs/celebahq.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints, logs, pictures and results go.')
-flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'fid', 'ood'],
-                  'Train (and evaluate), sample, measure FID/KID, or score out-of-distribution '
-                  'data with the latest checkpoint.')
+flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'fid', 'ood', 'translate'],
+                  'Train (and evaluate), sample, measure FID/KID, score out-of-distribution '
+                  'data, or translate (the translation family) with the latest checkpoint.')
 flags.DEFINE_integer('num_samples', 64, '--mode=sample: how many examples to generate.')
 flags.DEFINE_string('inception_weights', '', '--mode=fid: the FID Inception weights file '
                     '(overrides config.fid_inception_weights).')
@@ -35,6 +36,10 @@ flags.DEFINE_string('ood_data_dir', '', '--mode=ood: the OOD image folder (overr
                     'config.ood_data_dir).')
 flags.DEFINE_integer('ood_regret_steps', -1, '--mode=ood: likelihood regret refit steps per image '
                      '(0 = off; the authors: 100; -1 = the config\'s).')
+flags.DEFINE_string('source_dir', '', '--mode=translate: images whose identity (class) is kept, '
+                    'one per row ("" = the evaluation images).')
+flags.DEFINE_string('target_dir', '', '--mode=translate: images whose pose (content) is taken, '
+                    'one per column ("" = the evaluation images).')
 flags.DEFINE_string('coordinator_address', '', 'Multi-process GPU/CPU runs: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'Multi-process runs: how many processes.')
 flags.DEFINE_integer('process_id', -1, 'Multi-process runs: this process, 0..num_processes-1.')
@@ -99,8 +104,13 @@ def _main(argv):
   if not hosts.is_leader():  # process 0 tells the story; the others speak up for problems only
     logging.getLogger().setLevel(logging.WARNING)
     absl_logging.set_verbosity(absl_logging.WARNING)
-  if FLAGS.mode in ('sample', 'fid', 'ood'):
+  if FLAGS.mode in ('sample', 'fid', 'ood', 'translate'):
     config = FLAGS.config or workdir_lib.load_config(FLAGS.workdir, default_config.get_config())
+    if FLAGS.mode == 'translate':
+      for path in translate_run.translate_from_checkpoint(config, FLAGS.workdir, FLAGS.source_dir,
+                                                          FLAGS.target_dir):
+        logging.info('Wrote %s', path)
+      return
     if FLAGS.mode == 'ood':
       config.ood_dataset = FLAGS.ood_dataset or config.ood_dataset
       config.ood_data_dir = FLAGS.ood_data_dir or config.ood_data_dir

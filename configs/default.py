@@ -65,10 +65,21 @@ def get_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.0           # weight EMA of both networks (e.g. 0.999); 0 = off
   c.augment = ''              # DiffAugment of encoder inputs: 'translation', 'cutout' or both
   c.augment_p = 0.5           # each augmentation's probability per example
-  # 'standard', 'bootstrap' (target decoder; configs/cifar10_bootstrap.py) or 'points' (the 3D
-  # variant, which point clouds need; configs/shapenet_points.py).
+  # 'standard', 'bootstrap' (target decoder; configs/cifar10_bootstrap.py), 'points' (the 3D
+  # variant, which point clouds need; configs/shapenet_points.py), 'translation' (two encoders,
+  # configs/translation.py) or 'style' (below).
   c.variant = 'standard'
   c.bootstrap_refresh_steps = 1_563  # bootstrap: copy D into the target after every N steps
+
+  # The translation family (variant='translation'; configs/translation.py, docs/translation.md):
+  # a class encoder and a content encoder (each of `channels`) and an AdaIN generator. The code
+  # is [z_class, z_content]: z_dim must equal translation_class_dim + translation_content_dim.
+  c.translation_class_dim = 256
+  c.translation_content_dim = 128
+  c.translation_generator_channels = (256, 256, 256, 256)  # one AdaIN layer per doubling
+  c.translation_modulation_layers = 2  # Dense+lrelu layers from z_class to the AdaIN parameters
+  c.translation_modulation_width = 256
+  c.translation_grid_size = 5  # the translation grid: identities (rows) x poses (columns)
 
   # The style-based variant (variant='style'; configs/ffhq256.py, README "Style-based
   # Soft-IntroVAE", VARIANTS.md section 1): ALAE networks grown from 4 px to image_size, one

@@ -10,6 +10,9 @@ from sintrovae_jax.core.train_state import (TrainState, create_train_state, ema_
                                             learning_rate_schedule, make_optimizer)
 from sintrovae_jax.core.train_step import draw_normals, make_train_step
 from sintrovae_jax.core.vae import SoftIntroVAE
-from sintrovae_jax.families.image.networks import ImageDecoder, ImageEncoder, MLPDecoder, MLPEncoder
+from sintrovae_jax.families.image.networks import ImageDecoder, MLPDecoder, MLPEncoder
+from sintrovae_jax.families.residual import ImageEncoder
+from sintrovae_jax.families.translation.inference import translate, translation_grid
+from sintrovae_jax.families.translation.networks import translation_vae
 
 __version__ = '0.1.0'

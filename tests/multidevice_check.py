@@ -8,7 +8,8 @@ convolutions, BatchNorm, residual blocks, at half the two-level network's compil
 training option on: weight EMA, translation and cutout, the bootstrap variant with a target
 refreshed every 3 steps; 2 warm-up steps, so each path compiles the two-phase program with the
 options), or 'points' (the 3D variant: point networks with BatchNorm, Chamfer, a N(0, 0.2^2)
-prior, its redrawn latents). Each kind compiles one program per path (one device, pmap,
+prior, its redrawn latents), or 'translation' (the two-encoder family on 8 px images: two encoders
+with BatchNorm, the AdaIN generator, Soft-IntroVAE steps only). Each kind compiles one program per path (one device, pmap,
 shard_map); the plain image step without options is not compiled here: its parts are covered by
 '2d' (the standard variant's gradients and metrics averaged over devices) and by 'image' and
 'points' (BatchNorm statistics synchronised; the image networks' step with the options on
@@ -44,6 +45,14 @@ def setup(kind):
     state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
     return model, weights, 0, state, batches, dict(variant='points')
   tx = sv.make_optimizer(sv.learning_rate_schedule(1e-3, (6,)))
+  if kind == 'translation':  # class code 3, content code 2, AdaIN layers 8 and 4 from 2 px
+    model = sv.translation_vae((8,), 3, 2, (8, 4), 8, 3, modulation_layers=1, modulation_width=6)
+    shape = (8, 8, 3)
+    weights = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(shape))
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(size=(8,) + shape).astype(np.float32) for _ in range(4)]
+    state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
+    return model, weights, 0, state, batches, {}
   if kind == 'image':  # every option on; 5 steps: 2 warm-up, 3 (target refreshed after the 3rd)
     model = sv.SoftIntroVAE(sv.ImageEncoder((8,), 4), sv.ImageDecoder((8,), 8, 3))  # one level
     shape, batch = (8, 8, 3), 8

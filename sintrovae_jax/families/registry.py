@@ -20,6 +20,8 @@ class Family:
     networks, step and config fields); otherwise the shared loop and `make_train_step` run it.
   step_variant: `make_train_step`'s `variant` for it (the core step's own option), or None.
   keeps_target: its train state keeps a target decoder (`create_train_state(target=True)`).
+  class_and_content: its code is [z_class, z_content] from two encoders, decoded by an AdaIN
+    generator (families/translation); it translates (--mode=translate).
   no_ood: why --mode=ood cannot score it ('' when it can).
   source: where its definition is written down.
   """
@@ -27,6 +29,7 @@ class Family:
   progressive: bool = False
   step_variant: Optional[str] = None
   keeps_target: bool = False
+  class_and_content: bool = False
   no_ood: str = ''
   source: str = ''
 
@@ -36,6 +39,8 @@ FAMILIES: Dict[str, Family] = {
     'bootstrap': Family(('image', 'vector'), step_variant='bootstrap', keeps_target=True,
                         source='VARIANTS.md 2'),
     'points': Family(('points',), step_variant='points', source='VARIANTS.md 3'),
+    'translation': Family(('image',), step_variant='standard', class_and_content=True,
+                          source='docs/translation.md'),
     'style': Family(('image',), progressive=True, source='VARIANTS.md 1',
                     no_ood='the style variant has no likelihood estimate here (its decoder draws '
                     'noise inputs that the estimate would have to integrate out)'),

@@ -19,11 +19,12 @@ from sintrovae_jax.data.kinds import (DATASETS, TFDS_CHANNELS, TFDS_SIZES, data_
                                       is_image_data, is_point_data, is_vector_data, kind,
                                       point_categories)
 from sintrovae_jax.evaluators import complexity, fid
-from sintrovae_jax.families import registry
+from sintrovae_jax.families import registry, residual
 from sintrovae_jax.families.image import networks as image_networks
 from sintrovae_jax.families.points import networks as point_networks
 from sintrovae_jax.families.registry import DATA_KINDS
 from sintrovae_jax.families.style.model import StyleVAE
+from sintrovae_jax.families.translation import networks as translation_networks
 from sintrovae_jax.io import fs
 
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -197,6 +198,35 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
             '(searched recursively)')
   if family.progressive:
     _validate_style(config, num_devices)
+  if family.class_and_content:
+    _validate_translation(config)
+
+
+def _validate_translation(config) -> None:
+  """The translation family's fields (docs/translation.md)."""
+  for field in ('translation_class_dim', 'translation_content_dim', 'translation_modulation_width',
+                'translation_grid_size'):
+    value = config[field]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+      _fail(field, value, 'expected a positive integer')
+  layers = config.translation_modulation_layers
+  if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
+    _fail('translation_modulation_layers', layers, 'expected 0 (z_class straight to the AdaIN '
+          'parameters) or a positive number of layers')
+  generator = tuple(config.translation_generator_channels)
+  if not generator or any(not isinstance(c, int) or c <= 0 for c in generator):
+    _fail('translation_generator_channels', generator, 'expected a non-empty tuple of positive '
+          'channel counts, one AdaIN layer each')
+  factor = 2 ** len(generator)
+  if config.image_size % factor:
+    _fail('translation_generator_channels', generator,
+          f'the generator doubles its start size {len(generator)} times up to image_size='
+          f'{config.image_size}, so image_size must be a multiple of {factor} (or use fewer '
+          'entries)')
+  total = config.translation_class_dim + config.translation_content_dim
+  if config.z_dim != total:
+    _fail('z_dim', config.z_dim, f'the translation family\'s code is [z_class, z_content]: set '
+          f'z_dim={total} (translation_class_dim + translation_content_dim)')
 
 
 def _validate_style(config, num_devices: Optional[int]) -> None:
@@ -276,7 +306,8 @@ def validate_ood(config) -> None:
 
 
 def create_model(config, shape: Tuple[int, ...]) -> SoftIntroVAE:
-  """The image networks for [H, W, C] data, the MLPs for [D] data."""
+  """The image networks for [H, W, C] data (the translation family's two encoders and AdaIN
+  generator for its variant), the MLPs for [D] data."""
   kw = dict(dtype=COMPUTE_DTYPES[config.compute_dtype],
             precision=MATMUL_PRECISIONS[config.matmul_precision])
   if len(shape) == 2:
@@ -288,7 +319,12 @@ def create_model(config, shape: Tuple[int, ...]) -> SoftIntroVAE:
                         image_networks.MLPDecoder(hidden, shape[0], **kw))
   channels = tuple(config.channels)
   kw['remat'] = config.remat
-  return SoftIntroVAE(image_networks.ImageEncoder(channels, config.z_dim, **kw),
+  if registry.of(config.variant).class_and_content:
+    return translation_networks.translation_vae(
+        channels, config.translation_class_dim, config.translation_content_dim,
+        tuple(config.translation_generator_channels), shape[0], shape[-1],
+        config.translation_modulation_layers, config.translation_modulation_width, **kw)
+  return SoftIntroVAE(residual.ImageEncoder(channels, config.z_dim, **kw),
                       image_networks.ImageDecoder(channels, shape[0], shape[-1], **kw))
 
 

@@ -17,6 +17,8 @@ from sintrovae_jax.core.vae import SoftIntroVAE
 from sintrovae_jax.data import (kinds, numpy_batches, point_files as point_data, tf_images,
                                 toy as toy_data)
 from sintrovae_jax.evaluators import fid_evaluator as fid_eval, quality as evaluation
+from sintrovae_jax.families import registry as families
+from sintrovae_jax.families.translation import inference as translation
 from sintrovae_jax.io import fs, plotting
 from sintrovae_jax.program import config_lib
 from sintrovae_jax.program.outputs import write_fid_results, write_samples
@@ -71,7 +73,8 @@ def grid_range(exp: Experiment) -> float:
 
 def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarray, writer,
                    workdir: str) -> None:
-  """Real / reconstruction / sample grids (images) or scatter and density plots (2D); host 0.
+  """Real / reconstruction / sample grids (images; the translation grid too for the translation
+  family) or scatter and density plots (2D); host 0.
 
   With a weight EMA, the pictures show the EMA networks."""
   config, model = exp.config, exp.model
@@ -99,9 +102,23 @@ def write_pictures(exp: Experiment, state: TrainState, step: int, real: np.ndarr
     pictures['real_rec_sample'] = plotting.stack_panels(
         [plotting.image_grid(real), plotting.image_grid(np.asarray(rec)),
          plotting.image_grid(np.asarray(fake))])
+    if families.of(config.variant).class_and_content:
+      pictures['translation'] = translation_picture(exp, state, real, real)
   writer.write_images(step, {k: v[None] for k, v in pictures.items()})
   for name, image in pictures.items():
     plotting.save_png(image, fs.join(workdir, 'pictures', f'{name}_{step:08d}.png'))
+
+
+def translation_picture(exp: Experiment, state: TrainState, identities: np.ndarray,
+                        poses: np.ndarray) -> np.ndarray:
+  """The translation grid of up to `translation_grid_size` identities (rows) and poses (columns);
+  from one set of images, the identities are its first images and the poses the next ones."""
+  g = exp.config.translation_grid_size
+  if identities is poses and len(poses) >= 2 * g:
+    poses = poses[g:]
+  identities, poses = identities[:g], poses[:g]
+  cells = translation.translation_grid(exp.model, state, identities, poses, exp.config.recon_loss)
+  return plotting.image_grid(cells, columns=len(poses) + 1)
 
 
 def evaluate(exp: Experiment, state: TrainState) -> Dict[str, float]:

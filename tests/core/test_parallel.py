@@ -17,7 +17,7 @@ from runs import ROOT, free_port
 
 
 @pytest.mark.long
-@pytest.mark.parametrize('kind', ['2d', 'image', 'points'])
+@pytest.mark.parametrize('kind', ['2d', 'image', 'points', 'translation'])
 def test_four_devices_equal_one_device(kind):
   out = subprocess.run([sys.executable, 'tests/multidevice_check.py', kind], cwd=ROOT,
                        env=cpu_devices_env(4), text=True, capture_output=True, timeout=300)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sintrovae_jax as sv
-from sintrovae_jax.families.image import networks as models
+from sintrovae_jax.families import residual
 
 
 @pytest.mark.parametrize('size,channels,c', [(28, (8, 16), 1), (16, (8, 16), 3), (32, (4, 8, 8), 3)])
@@ -26,7 +26,7 @@ def test_image_networks_shapes(size, channels, c):
 
 def test_size_that_channels_cannot_halve_is_a_clear_error():
   with pytest.raises(ValueError, match='multiple of 8'):
-    models.check_image_geometry(28, (64, 128, 256))
+    residual.check_image_geometry(28, (64, 128, 256))
   model = sv.SoftIntroVAE(sv.ImageEncoder((8, 16, 32), 4), sv.ImageDecoder((8, 16, 32), 28, 1))
   with pytest.raises(ValueError, match='image_size=28 cannot be halved 3 times'):
     model.init(jax.random.PRNGKey(0), (28, 28, 1))

@@ -162,7 +162,7 @@ BAD_CONFIGS = [
     ('ema_decay', 1.0, 'a decay in (0, 1)'),
     ('augment', 'translation,rotation', 'unknown augmentation'),
     ('augment_p', 0.0, 'a probability in (0, 1]'),
-    ('variant', 'ladder', "('standard', 'bootstrap', 'points', 'style')"),
+    ('variant', 'ladder', "('standard', 'bootstrap', 'points', 'translation', 'style')"),
     ('bootstrap_refresh_steps', 0, 'a positive number of steps'),
 ]
 
@@ -178,7 +178,7 @@ def test_bad_config_names_field_value_and_fix(field, value, valid):
 
 
 @pytest.mark.parametrize('variant,config_file,data,valid', [
-    ('points', mnist, 'images', "('standard', 'bootstrap', 'style')"),
+    ('points', mnist, 'images', "('standard', 'bootstrap', 'translation', 'style')"),
     ('style', toy2d, '2D points', "('standard', 'bootstrap')"),
     ('standard', None, 'point clouds', "('points',)"),
     ('bootstrap', None, 'point clouds', "('points',)"),
