@@ -17,8 +17,8 @@ from sintrovae_jax.data import rendered_objects
 from sintrovae_jax.evaluators import translation as scores
 from sintrovae_jax.families.residual import ImageEncoder
 from sintrovae_jax.families.translation import inference, networks
-from sintrovae_jax.program import config_lib
-from runs import run_main
+from sintrovae_jax.program import config_lib, train
+from runs import assert_states_close, latest_step, params_of, run_main
 from tiny import TINY_IMAGE
 
 sg = jax.lax.stop_gradient
@@ -48,6 +48,22 @@ def test_adain_matches_its_numpy_restatement(rng):
   np.testing.assert_allclose(networks.adain(jnp.asarray(x, jnp.float32), jnp.asarray(gamma),
                                             jnp.asarray(beta)),
                              _np_adain(x, gamma, beta), rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
+  """compute_dtype='bfloat16': the same parameters, float32 codes and images, close to float32's."""
+  x = jax.random.uniform(jax.random.PRNGKey(5), (2,) + SHAPE)
+  outputs = []
+  for dtype in (jnp.float32, jnp.bfloat16):
+    model = networks.translation_vae((8,), K_CLASS, K_CONTENT, (8, 4), 8, 3, modulation_layers=1,
+                                     modulation_width=6, dtype=dtype)
+    state = sv.create_train_state(model, jax.random.PRNGKey(3), SHAPE, optax.sgd(1.0))
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(state.encoder_params))
+    out = jax.jit(lambda s, v, m=model: (sv.encode(m, s, v), sv.reconstruct(m, s, v)))(state, x)
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(out))
+    outputs.append(out)
+  for a, b in zip(jax.tree.leaves(outputs[0]), jax.tree.leaves(outputs[1])):
+    np.testing.assert_allclose(a, b, rtol=0.1, atol=0.05)
 
 
 def _count(tree):
@@ -272,8 +288,9 @@ def test_bad_translation_config_names_field_value_and_fix(tmp_path, field, value
 
 @pytest.mark.long
 def test_main_trains_on_an_image_folder_and_writes_the_translation_grid(tmp_path):
-  """configs/translation.py on a folder of rendered objects (16 px), the grid among the training
-  pictures, --mode=translate from two folders, and a clear error for a run of another family."""
+  """configs/translation.py on a folder of rendered objects (16 px), exact resume, the grid among
+  the training pictures, --mode=translate from two folders, and a clear error for a run of another
+  family."""
   images = rendered_objects.proving_ground(2, 2, 8, 16)
   train_dir, heldout_dir = rendered_objects.write_folders(
       images, rendered_objects.heldout_mask(4, 8), str(tmp_path / 'data'))
@@ -284,6 +301,15 @@ def test_main_trains_on_an_image_folder_and_writes_the_translation_grid(tmp_path
                    if k not in ('channels', 'translation_generator_channels')],
                  '--config.channels=(8,)', '--config.translation_generator_channels=(8,4)')
   assert out.returncode == 0, out.stderr[-3000:]
+  # Exact resume: 2 steps, then on to 4 in another run, equal the uninterrupted 4 steps.
+  config = translation_config.get_config('cars3d')
+  config.update(dict(TINY_TRANSLATION, data_dir=train_dir, channels=(8,),
+                     translation_generator_channels=(8, 4)))
+  for steps in (2, 4):
+    config.num_train_steps = steps
+    train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  assert latest_step(str(tmp_path / 'resumed'), config) == 4
+  assert_states_close(params_of(str(tmp_path / 'resumed'), config), params_of(workdir, config))
   pictures = os.listdir(os.path.join(workdir, 'pictures'))
   assert {'translation_00000002.png', 'translation_00000004.png'} <= set(pictures)
   out = run_main('--mode=translate', f'--workdir={workdir}', f'--source_dir={train_dir}',
