@@ -1,7 +1,7 @@
 """Unsupervised image translation on generated objects with known factors (docs/translation.md).
 
-Renders the proving ground (data/rendered_objects.py: 4 shapes x 4 colours = 16 identities, each
-in 16 poses, 32 px), writes its training images and its held-out images (one in four, pose =
+Renders the proving ground (data/rendered_objects.py: 4 shapes x 4 colours = 16 identities by
+default, --shapes and --colours, each in 16 poses, 32 px), writes its training images and its held-out images (one in four, pose =
 identity mod 4) as two folders, trains the translation family on the training folder through the
 library's training program (configs/translation.py with a CPU-sized network), then scores the
 final model on held-out pairs: translation error with both baselines, and code purity. Writes
@@ -57,10 +57,12 @@ def main():
   parser.add_argument('--steps', type=int, default=4000)
   parser.add_argument('--size', type=int, default=32)
   parser.add_argument('--pairs', type=int, default=512)
+  parser.add_argument('--shapes', type=int, default=4, help='identities: shapes x colours')
+  parser.add_argument('--colours', type=int, default=4)
   parser.add_argument('--class_dim', type=int, default=16)
   parser.add_argument('--content_dim', type=int, default=16)
   args = parser.parse_args()
-  images = rendered_objects.proving_ground(4, 4, 16, args.size)
+  images = rendered_objects.proving_ground(args.shapes, args.colours, 16, args.size)
   heldout = rendered_objects.heldout_mask(*images.shape[:2])
   train_dir, _ = rendered_objects.write_folders(images, heldout,
                                                 os.path.join(args.workdir, 'data'))
@@ -76,9 +78,12 @@ def main():
   results.update(steps=int(state.step), train_seconds=round(seconds, 1),
                  devices=jax.device_count(), class_dim=args.class_dim,
                  content_dim=args.content_dim)
-  # The grid: held-out images of 5 identities (rows) and of 5 poses (columns).
-  rows = [(i, int(np.flatnonzero(heldout[i])[0])) for i in (0, 5, 10, 15, 3)]
-  cols = [(j, int(np.flatnonzero(heldout[j])[1])) for j in (1, 6, 11, 12, 2)]
+  # The grid: held-out images of 5 identities (rows) and of 5 poses (columns), spread over the
+  # identities (shape-major: 0, 5, 10, 15, 3 of 16 show four shapes in four colours).
+  n = len(images)
+  picks = [0, 5, 10, 15, 3] if n >= 16 else list(range(min(n, 5)))
+  rows = [(i, int(np.flatnonzero(heldout[i])[0])) for i in picks]
+  cols = [(j, int(np.flatnonzero(heldout[j])[1])) for j in picks[1:] + picks[:1]]
   grid = inference.translation_grid(exp.model, state, np.stack([images[i, p] for i, p in rows]),
                                     np.stack([images[j, q] for j, q in cols]))
   truth = np.concatenate([np.ones_like(images[0, :1]),
