@@ -1,12 +1,13 @@
 """Unsupervised image translation on generated objects with known factors (docs/translation.md).
 
 Renders the proving ground (data/rendered_objects.py: 4 shapes x 4 colours = 16 identities by
-default, --shapes and --colours, each in 16 poses, 32 px), writes its training images and its held-out images (one in four, pose =
-identity mod 4) as two folders, trains the translation family on the training folder through the
-library's training program (configs/translation.py with a CPU-sized network), then scores the
-final model on held-out pairs: translation error with both baselines, and code purity. Writes
-WORKDIR/translation_results.json and WORKDIR/translation_grid.png (held-out identities down the
-left, held-out poses along the top); a rerun with the same --workdir resumes.
+default, --shapes and --colours, each in 16 poses, 32 px), writes its training images and its
+held-out images (one in four, pose = identity mod 4) as two folders, trains the translation family
+on the training folder through the library's training program (configs/translation.py with a
+CPU-sized network), then scores the final model on held-out pairs: translation error with both
+baselines, and code purity. Writes WORKDIR/translation_results.json and
+WORKDIR/translation_grid.png (held-out identities down the left, held-out poses along the top); a
+rerun with the same --workdir resumes.
 
   python scripts/translation_objects.py --workdir=/tmp/translation --steps=4000
 """
@@ -27,8 +28,9 @@ from sintrovae_jax.core.train_state import ema_view  # pylint: disable=g-import-
 from sintrovae_jax.data import rendered_objects  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.evaluators import translation as scores  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.families.translation import inference  # pylint: disable=g-import-not-at-top
-from sintrovae_jax.io import plotting  # pylint: disable=g-import-not-at-top
-from sintrovae_jax.program import standard, train, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.io import fs, plotting  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.program import standard, train  # pylint: disable=g-import-not-at-top
+from sintrovae_jax.program import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
 
 def config_for(data_dir: str, steps: int, size: int, class_dim: int, content_dim: int):
@@ -64,10 +66,9 @@ def main():
   args = parser.parse_args()
   images = rendered_objects.proving_ground(args.shapes, args.colours, 16, args.size)
   heldout = rendered_objects.heldout_mask(*images.shape[:2])
-  train_dir, _ = rendered_objects.write_folders(images, heldout,
-                                                os.path.join(args.workdir, 'data'))
+  train_dir, _ = rendered_objects.write_folders(images, heldout, fs.join(args.workdir, 'data'))
   config = config_for(train_dir, args.steps, args.size, args.class_dim, args.content_dim)
-  run = os.path.join(args.workdir, 'run')
+  run = fs.join(args.workdir, 'run')
   start = time.time()
   if train.train_and_evaluate(config, run) is None:
     sys.exit('Stopped by a signal; its step is saved: rerun the same command to go on.')
@@ -93,9 +94,9 @@ def main():
                                     for i, p in rows])
   plotting.save_png(plotting.stack_panels([plotting.image_grid(grid, columns=6),
                                            plotting.image_grid(truth, columns=6)]),
-                    os.path.join(args.workdir, 'translation_grid.png'))
-  with open(os.path.join(args.workdir, 'translation_results.json'), 'w') as f:
-    json.dump(results, f, indent=2, sort_keys=True)
+                    fs.join(args.workdir, 'translation_grid.png'))
+  fs.write_json(fs.join(args.workdir, 'translation_results.json'), results, indent=2,
+                sort_keys=True)
   print(json.dumps(results, indent=2, sort_keys=True))
 
 

@@ -24,8 +24,10 @@ PROBE_RIDGE = 1e-2  # the probes' ridge penalty, relative to the features' mean 
 def heldout_pairs(heldout: np.ndarray, num: int, seed: int) -> np.ndarray:
   """[num, 4] rows (a, p, b, q): two held-out images (a, p) and (b, q) with a != b and p != q."""
   cells = np.argwhere(heldout)
-  if len(cells) < 2:
-    raise ValueError('translation pairs need at least two held-out images')
+  other = (cells[:, None, 0] != cells[None, :, 0]) & (cells[:, None, 1] != cells[None, :, 1])
+  if not other.any():  # (else the draws below would never end)
+    raise ValueError('translation pairs need two held-out images that differ in both identity '
+                     'and pose')
   rng = np.random.default_rng(seed)
   rows = []
   while len(rows) < num:

@@ -101,8 +101,9 @@ def _restated_losses(model, enc_stats, w, x, d):
   def E(p, v):  # training mode, as every call of the step (batch statistics)
     out = []
     for name, k in (('class_encoder', K_CLASS), ('content_encoder', K_CONTENT)):
-      (mu, lv), _ = ImageEncoder((8,), k).apply({'params': p[name], 'batch_stats': enc_stats[name]}, v,
-                                        train=True, mutable=['batch_stats'])
+      variables = {'params': p[name], 'batch_stats': enc_stats[name]}
+      (mu, lv), _ = ImageEncoder((8,), k).apply(variables, v, train=True,
+                                                mutable=['batch_stats'])
       out.append((mu, lv))
     return out
 
@@ -147,7 +148,8 @@ def _flat(tree):
 
 def test_step_gradients_equal_the_restated_two_encoder_objective():
   """One Soft-IntroVAE step with SGD(1): the encoders move by -grad loss_E, the generator by
-  -grad loss_D at the updated encoders (z from the old ones), as restated with the encoders apart."""
+  -grad loss_D at the updated encoders (z from the old ones), as restated with the encoders
+  apart."""
   model = _tiny_model()
   w = sv.LossWeights(beta_rec=1.0, beta_kl=1.0, beta_neg=4.0, gamma_r=1.0, scale=1 / 192)
   state = sv.create_train_state(model, jax.random.PRNGKey(1), SHAPE, optax.sgd(1.0))
@@ -216,6 +218,10 @@ def test_scores_are_zero_for_an_oracle_and_probes_see_what_codes_hold():
   pairs = scores.heldout_pairs(held, 50, 0)
   assert np.all(held[pairs[:, 0], pairs[:, 1]]) and np.all(held[pairs[:, 2], pairs[:, 3]])
   assert np.all(pairs[:, 0] != pairs[:, 2]) and np.all(pairs[:, 1] != pairs[:, 3])
+  one_identity = np.zeros_like(held)
+  one_identity[0] = True  # every held-out pair would share the identity: an error, not a hang
+  with pytest.raises(ValueError, match='differ in both identity and pose'):
+    scores.heldout_pairs(one_identity, 5, 0)
   where = {im.tobytes(): (i, v) for i in range(6) for v in range(8) for im in [images[i, v]]}
   lookup = lambda x: np.array([where[im.tobytes()] for im in x])
 

@@ -1,1 +1,2 @@
-"""The translation family: class and content encoders and an AdaIN generator (docs/translation.md)."""
+"""The translation family: class and content encoders and an AdaIN generator
+(docs/translation.md)."""

@@ -39,8 +39,8 @@ def translate(model: SoftIntroVAE, state: TrainState, x_class: jax.Array, x_cont
 def translation_grid(model: SoftIntroVAE, state: TrainState, identities: np.ndarray,
                      poses: np.ndarray, recon_loss: str = 'mse') -> np.ndarray:
   """The paper's grid, [(n + 1) * (m + 1), H, W, C] row by row for `m + 1` columns: an empty
-  (white) corner, the m pose images along the top row, the n identity images down the left column, and
-  at (i, j) identity i translated into pose j."""
+  (white) corner, the m pose images along the top row, the n identity images down the left column,
+  and at (i, j) identity i translated into pose j."""
   identities, poses = np.asarray(identities, np.float32), np.asarray(poses, np.float32)
   n, m = len(identities), len(poses)
   class_codes, _ = codes(model, state, identities)
