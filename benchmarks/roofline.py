@@ -115,3 +115,85 @@ def largest_batch(points: List[Tuple[int, Dict[str, float]]]) -> Optional[int]:
     return None
   fixed = r0['total_gib'] - per_image * b0
   return int((r0['hbm_gib'] - fixed) // per_image)
+
+
+_INSTRUCTION = re.compile(r'^\s*(?:ROOT\s+)?%([\w.\-]+)\s*=\s*(.*?)\s([a-z][\w\-]*)\((.*)$')
+_OPERAND = re.compile(r'%([\w.\-]+)')
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+_FREE = {'parameter', 'get-tuple-element', 'tuple', 'bitcast', 'constant', 'after-all',
+         'partition-id', 'replica-id', 'opt-barrier'}  # no memory traffic of their own
+_IN_PLACE_CALLS = ('ConcatBitcast',)  # a TPU's assembly of prefetched slices in on-chip memory
+
+
+def _shape_bytes(text: str) -> int:
+  total = 0
+  for dtype, dims in _SHAPE.findall(text):
+    n = 1
+    for d in filter(None, dims.split(',')):
+      n *= int(d)
+    total += n * _DTYPE_BYTES[dtype]
+  return total
+
+
+def _layer(op_name: str) -> str:
+  """A readable source of an HLO instruction: its op_name's path without the wrappers (jit,
+  vmap, while bodies, shard_map...), marked [grad] where it is a transposed (backward) op."""
+  backward = 'transpose(' in op_name
+  parts = []
+  for part in op_name.split('/'):
+    inner = re.sub(r'^(?:transpose\()?(?:jvp\()?([^()]*)\)*$', r'\1', part)
+    if not inner or re.match(r'^(jit|pjit|vmap|while|body|cond|closed_call|shard_map|pmap|'
+                             r'checkpoint|remat|rematted_computation|branch)\b', inner):
+      continue
+    parts.append(inner)
+  return '/'.join(parts[-4:]) + (' [grad]' if backward else '')
+
+
+def _moved_bytes(result: str, opcode: str) -> int:
+  """The buffer an async copy-start `(dest, source, context)` or slice-start `((source), dest,
+  context)` moves."""
+  shapes = _SHAPE.findall(result)
+  dtype, dims = shapes[1] if opcode == 'slice-start' and len(shapes) > 1 else shapes[0]
+  return _shape_bytes(f'{dtype}[{dims}]')
+
+
+def traffic(hlo_text: str, top: int = 15) -> List[Tuple[str, float, int]]:
+  """The largest memory-traffic contributors of a compiled module: `(source, bytes, count)` by
+  the instructions' op_name (`_layer`), bytes = each instruction's result plus its operands
+  (what XLA's cost analysis counts as bytes accessed, before fusion-internal reuse), over the
+  instructions that run (not those inside fused computations). Largest first."""
+  sizes: Dict[str, int] = {}
+  fused, computation, rows = set(), None, []
+  for line in hlo_text.splitlines():
+    if line and not line.startswith(' ') and line.rstrip().endswith('{'):
+      computation = line.split()[1 if line.startswith('ENTRY') else 0].lstrip('%')
+      continue
+    m = _INSTRUCTION.match(line)
+    if not m:
+      continue
+    name, result, opcode, rest = m.groups()
+    sizes[name] = _shape_bytes(result)
+    fused.update(re.findall(r'calls=%([\w.\-]+)', rest))
+    fused.update(re.findall(r'to_apply=%([\w.\-]+)', rest))
+    rows.append((computation, name, opcode, result, rest))
+  out: Dict[str, List[float]] = {}
+  for computation, name, opcode, result, rest in rows:
+    if computation in fused or opcode in _FREE or opcode.endswith('-done') or any(
+        f'custom_call_target="{t}"' in rest for t in _IN_PLACE_CALLS):
+      continue
+    operands = rest.split('),')[0] if '),' in rest else rest
+    used = set(_OPERAND.findall(operands.split(', calls=')[0]))
+    total = sizes[name] + sum(sizes.get(o, 0) for o in used)
+    if opcode in ('copy-start', 'slice-start'):
+      # A TPU's asynchronous copy between memories (memory-space assignment): its result tuple
+      # holds the source again and a context; the traffic is the moved buffer, read and written.
+      total = 2 * _moved_bytes(result, opcode)
+    op_name = _OP_NAME.search(rest)
+    # Without an op_name (copies and layout changes XLA adds): the instruction's kind of name.
+    source = _layer(op_name.group(1)) if op_name else '<' + re.sub(r'[.\d]+$', '', name) + '>'
+    key = f'{opcode}: {source}'
+    entry = out.setdefault(key, [0.0, 0])
+    entry[0] += total
+    entry[1] += 1
+  ranked = sorted(((k, v[0], v[1]) for k, v in out.items()), key=lambda r: -r[1])
+  return ranked[:top] if top else ranked

@@ -7,6 +7,7 @@ step of 16 images that holds 24).
 
   python benchmarks/style_step.py --config=configs/ffhq256.py --phases=256px_stable,128px_stable
   python benchmarks/style_step.py --phases=256px_stable --remat   # recomputed blocks: memory
+  python benchmarks/style_step.py --phases=256px_stable --dtype=bfloat16   # bf16 compute
 """
 
 import argparse
@@ -36,18 +37,22 @@ def main():
   parser.add_argument('--phases', default='256px_stable,128px_stable,64px_stable')
   parser.add_argument('--batch', type=int, default=0, help='per-step batch (0: the phase\'s)')
   parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                      help='config.compute_dtype: of the convolutional blocks (parameters, '
+                      'losses and optimiser stay float32)')
   parser.add_argument('--remat', action='store_true',
                       help='config.remat: recompute the blocks for the gradient (less memory)')
   args = parser.parse_args()
   config = CONFIGS[args.config]()
   config.remat = args.remat
+  config.compute_dtype = args.dtype
   model = config_lib.create_style_model(config)
   state, coeffs = style_step.create_style_state(model, jax.random.PRNGKey(0))
   phases = {p.name: p for p in progressive.phases_from_config(config)}
   device = jax.devices()[0]
   chip = roofline.chip_for(device.device_kind)
-  print(f'{device.device_kind}, JAX {jax.__version__}, float32 (default matmul precision), '
-        f'remat {args.remat}')
+  print(f'{device.device_kind}, JAX {jax.__version__}, compute {args.dtype} (default matmul '
+        f'precision), remat {args.remat}')
   print('| phase | batch | ms/step (median) | img/s | TFLOP/step | TFLOP/s | share of peak '
         '| temporaries GiB | memory GiB |')
   print('|---|---|---|---|---|---|---|---|---|')
@@ -74,7 +79,8 @@ def main():
       jax.block_until_ready(m)
       times.append(time.perf_counter() - t)
     sec = statistics.median(times)
-    peak = f'{flops / sec / 1e12 / chip.f32_tflops:.0%}' if chip else '-'
+    chip_peak = chip and (chip.bf16_tflops if args.dtype == 'bfloat16' else chip.f32_tflops)
+    peak = f'{flops / sec / 1e12 / chip_peak:.0%}' if chip else '-'
     print(f'| {name} | {batch} | {sec * 1e3:.1f} | {batch / sec:.1f} | {flops / 1e12:.2f} | '
           f'{flops / sec / 1e12:.1f} | {peak} | {mem.get("temp", float("nan")) / 2**30:.2f} | '
           f'{mem.get("total", float("nan")) / 2**30:.2f} |', flush=True)

@@ -7,6 +7,7 @@ path) and on one device with the same global batch and seed; print the largest d
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/style_multidevice_check.py
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
 
 import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from sintrovae_jax.core import parallel
@@ -29,8 +31,9 @@ def max_diff(a, b):
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def main():
-  model = tiny_style_model()
+def run(model):
+  """(initial state, one-device state and metrics, N-device state and metrics) after STEPS
+  steps of the same global batches."""
   phases = progressive.build_phases((64, 64), (8, 8), (1e-3, 1e-3), (64.0, 32.0), 32, 0)
   phase = [p for p in phases if p.kind == 'stable'][0]
   state, coeffs = style_step.create_style_state(model, jax.random.PRNGKey(0))
@@ -61,19 +64,56 @@ def main():
   many = parallel.pmap_train_step(step_fn)
   for b in batches:
     sp, mp = many(sp, parallel.shard(b))
-  sp, mp = parallel.unreplicate(sp), jax.tree.map(lambda x: x[0], mp)
-  parts = ('encoder_params', 'decoder_params', 'encoder_opt_state', 'decoder_opt_state',
-           'dlatent_avg', 'ema', 'step', 'rng')
-  # Each part's largest difference relative to its largest value (Adam's v spans many scales).
-  rel = lambda a, b, part: max_diff(getattr(a, part), getattr(b, part)) / max(
+  return initial, (s1, m1), (parallel.unreplicate(sp), jax.tree.map(lambda x: x[0], mp))
+
+
+PARTS = ('encoder_params', 'decoder_params', 'encoder_opt_state', 'decoder_opt_state',
+         'dlatent_avg', 'ema', 'step', 'rng')
+
+
+def rel(a, b, part):
+  """A part's largest difference relative to its largest value (Adam's v spans many scales)."""
+  return max_diff(getattr(a, part), getattr(b, part)) / max(
       1.0, max(float(np.max(np.abs(x))) for x in jax.tree.leaves(getattr(a, part))))
+
+
+def rel_metrics(a, b):
+  """The largest relative difference between two metric dicts (values near 0: absolute)."""
+  return max(abs(float(a[k]) - float(b[k])) / max(abs(float(a[k])), 1e-2) for k in a)
+
+
+def fraction_apart(a, b, tol=5e-4):
+  """The fraction of parameter entries that differ by more than `tol` (half the step's lr)."""
+  d = np.concatenate([np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)).ravel()
+                      for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])
+  return float(np.mean(d > tol))
+
+
+def _networks(state):
+  return (state.encoder_params, state.decoder_params)
+
+
+def main():
+  model = tiny_style_model()
+  initial, (s1, m1), (sp, mp) = run(model)
+  # The same in bfloat16 compute (config.compute_dtype): float32 parameters, states and metrics.
+  _, (b1, bm1), (bp, bmp) = run(dataclasses.replace(model, dtype=jnp.bfloat16))
+  floats = [x.dtype for x in jax.tree.leaves((b1, bm1)) if jnp.issubdtype(x.dtype, jnp.floating)]
   print(json.dumps({
       'devices': jax.device_count(),
-      'state_pmap': {p: rel(s1, sp, p) for p in parts},
+      'state_pmap': {p: rel(s1, sp, p) for p in PARTS},
       'metrics_pmap': max_diff(m1, mp),
       'moved': max_diff(initial.encoder_params, s1.encoder_params),
       'ema_moved': max_diff(initial.ema, s1.ema),
       'w_avg_moved': max_diff(initial.dlatent_avg, s1.dlatent_avg),
+      # bfloat16 rounds differently where XLA splits a batch differently, and Adam's first steps
+      # move a parameter by ~lr whatever the size of its gradient, so parameters with gradients
+      # near zero may step apart: compare metrics, and count the parameters that moved apart.
+      'bf16_metrics_pmap': rel_metrics(bm1, bmp),
+      'bf16_params_apart_pmap': fraction_apart(_networks(b1), _networks(bp)),
+      'bf16_float_dtypes': sorted({str(d) for d in floats}),
+      'bf16_vs_f32_metrics': rel_metrics(m1, bm1),
+      'bf16_vs_f32_params_apart': fraction_apart(_networks(s1), _networks(b1)),
   }))
 
 

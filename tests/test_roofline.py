@@ -61,3 +61,62 @@ def test_largest_batch_extrapolates_a_line():
   assert roofline.largest_batch(points) == 28
   flat = [(4, {'total_gib': 4.0, 'hbm_gib': 16}), (8, {'total_gib': 4.0, 'hbm_gib': 16})]
   assert roofline.largest_batch(flat) is None
+
+
+# A compiled module as XLA prints it: a fused computation (not run on its own), a reduction's
+# scalar computation, and the entry's instructions (parameters and tuples move no bytes); a TPU's
+# asynchronous copy and slice into on-chip memory (S(1)) move their buffer, their -done halves
+# and the assembly of slices in on-chip memory (ConcatBitcast) none.
+MODULE = """
+HloModule jit_f
+
+%fused_computation (param_0: bf16[4,8]) -> f32[4,8] {
+  %param_0 = bf16[4,8]{1,0} parameter(0)
+  ROOT %convert.1 = f32[4,8]{1,0} convert(bf16[4,8]{1,0} %param_0)
+}
+
+%add (x: f32[], y: f32[]) -> f32[] {
+  %x = f32[] parameter(0)
+  %y = f32[] parameter(1)
+  ROOT %add.2 = f32[] add(f32[] %x, f32[] %y)
+}
+
+ENTRY %main.9 (Arg_0.1: bf16[4,8]) -> (f32[4], f32[4,8]) {
+  %Arg_0.1 = bf16[4,8]{1,0} parameter(0)
+  %convert_fusion.3 = f32[4,8]{1,0} fusion(%Arg_0.1), kind=kLoop, calls=%fused_computation, metadata={op_name="jit(step)/jvp(encoder)/Conv_0/convert_element_type"}
+  %constant.4 = f32[] constant(0)
+  %reduce.5 = f32[4]{0} reduce(%convert_fusion.3, %constant.4), dimensions={1}, to_apply=%add, metadata={op_name="jit(step)/transpose(jvp(encoder))/bn/reduce_sum"}
+  %copy.6 = f32[4,8]{0,1} copy(%convert_fusion.3)
+  %copy-start.8 = (f32[4,8]{0,1:S(1)}, f32[4,8]{0,1}, u32[]{:S(2)}) copy-start(%copy.6)
+  %copy-done.9 = f32[4,8]{0,1:S(1)} copy-done(%copy-start.8)
+  %slice-start.10 = ((f32[4,8]{0,1}), f32[1,8]{0,1:S(1)}, s32[]{:S(2)}) slice-start(%copy.6), slice={[0:1], [0:8]}
+  %slice-done.11 = f32[1,8]{0,1:S(1)} slice-done(%slice-start.10)
+  %custom-call.12 = f32[1,8]{0,1:S(1)} custom-call(%slice-done.11), custom_call_target="ConcatBitcast"
+  ROOT %tuple.7 = (f32[4]{0}, f32[4,8]{0,1}) tuple(%reduce.5, %copy.6)
+}
+"""
+
+
+def test_traffic_counts_what_runs_by_source():
+  rows = {key: (b, n) for key, b, n in roofline.traffic(MODULE, top=0)}
+  assert rows == {
+      'fusion: encoder/Conv_0/convert_element_type': (4 * 8 * 2 + 4 * 8 * 4, 1),  # in + out
+      'reduce: encoder/bn/reduce_sum [grad]': (4 * 8 * 4 + 4 + 4 * 4, 1),  # x, init, out
+      'copy: <copy>': (2 * 4 * 8 * 4, 1),  # no op_name: named by its kind
+      'copy-start: <copy-start>': (2 * 4 * 8 * 4, 1),  # read and written once
+      'slice-start: <slice-start>': (2 * 8 * 4, 1),  # the slice, not the sliced buffer
+  }
+  assert [key for key, _, _ in roofline.traffic(MODULE, top=2)] == [
+      'copy: <copy>', 'copy-start: <copy-start>']  # the largest first (a stable sort on ties)
+
+
+def test_traffic_adds_up_to_xla_bytes_accessed():
+  """On a real compiled program (convolution, reductions, elementwise and their gradients), the
+  sources sum to XLA's own bytes accessed."""
+  def f(w, x):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return jnp.sum(jax.nn.relu(y - jnp.mean(y, axis=(0, 1, 2))) ** 2)
+  compiled = jax.jit(jax.grad(f)).lower(jnp.ones((3, 3, 4, 8)), jnp.ones((2, 8, 8, 4))).compile()
+  total = sum(b for _, b, _ in roofline.traffic(compiled.as_text(), top=0))
+  assert total == pytest.approx(roofline.cost(compiled)['bytes'], rel=0.02)

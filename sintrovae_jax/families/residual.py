@@ -60,11 +60,19 @@ def check_image_geometry(image_size: int, channels: Sequence[int]) -> int:
 
 
 def avg_pool2(x):
+  # A pooling window. Tried on a TPU compile (docs/benchmarks.md, "Where the bytes go"): a reshape
+  # and jnp.mean converts bfloat16 to float32 first, and a reshape and a sum in x's dtype (one
+  # broadcast for the gradient, fewer bytes in the pooling) moves more bytes elsewhere: both
+  # cost the CelebA-HQ step more than they save.
   return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
 def upsample2(x):
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  """Nearest-neighbour 2x upsampling as one broadcast (two jnp.repeat calls write a 2x
+  intermediate and, in the gradient, sum in two passes)."""
+  b, h, w, c = x.shape
+  return jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(
+      b, 2 * h, 2 * w, c)
 
 
 class ImageEncoder(nn.Module):

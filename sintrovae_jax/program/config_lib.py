@@ -276,10 +276,10 @@ def _validate_style(config, num_devices: Optional[int]) -> None:
     _fail('recon_loss', config.recon_loss, "the style variant trains with 'mse'")
   # Options of the other step that the style step does not take: say so rather than ignore them.
   for field, off in (('ema_decay', 0.0), ('augment', ''), ('num_vae_steps', 0),
-                     ('compute_dtype', 'float32'), ('remat', False), ('steps_per_dispatch', 1)):
+                     ('steps_per_dispatch', 1)):
     if config[field] != off:
       _fail(field, config[field], f'the style variant does not use it (it keeps its own EMA, '
-            f'style_ema_half_life_images, and its warm-up, style_vae_images, in float32); '
+            f'style_ema_half_life_images, and its warm-up, style_vae_images); '
             f'leave it at {off!r}')
 
 
@@ -335,7 +335,8 @@ def create_style_model(config) -> StyleVAE:
                   max_channels=config.style_max_channels,
                   mapping_layers=config.style_mapping_layers,
                   image_channels=data_shape(config)[-1], fused_from=config.style_fused_from,
-                  precision=MATMUL_PRECISIONS[config.matmul_precision], remat=config.remat)
+                  precision=MATMUL_PRECISIONS[config.matmul_precision], remat=config.remat,
+                  dtype=COMPUTE_DTYPES[config.compute_dtype])
 
 
 def style_loss_weights(config) -> LossWeights:

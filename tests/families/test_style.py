@@ -17,7 +17,8 @@ from configs import ffhq256
 from devices import cpu_devices_env
 from runs import ROOT
 from sintrovae_jax.core import losses
-from sintrovae_jax.families.style import progressive, networks as style_nets, optim as style_optim, step as style_step
+from sintrovae_jax.families.style import (layers as style_layers, optim as style_optim,
+                                          progressive, step as style_step)
 from sintrovae_jax.program import (registry as programs, runner, startup, style_train,
                                    workdir as workdir_lib)
 from sintrovae_jax.core.objectives import LossWeights
@@ -90,13 +91,50 @@ def test_fade_in_is_continuous_at_both_ends():
   # Decoder: alpha = 1 is the grown network; alpha = 0 the 4 px output, nearest-upsampled.
   grown = model.decode(dec, z, 1, None, keys)
   np.testing.assert_allclose(model.decode(dec, z, 1, 1.0, keys), grown, atol=1e-6)
-  previous = style_nets.upscale2d(model.decode(dec, z, 0, None, keys))
+  previous = style_layers.upscale2d(model.decode(dec, z, 0, None, keys))
   np.testing.assert_allclose(model.decode(dec, z, 1, 0.0, keys), previous, atol=1e-6)
   assert float(jnp.max(jnp.abs(grown - previous))) > 1e-3  # the two ends do differ
   # Encoder: alpha = 1 reads the 8 px image; alpha = 0 the 4 px path of its 2x2 average.
   np.testing.assert_allclose(model.encode(enc, x, 1, 1.0), model.encode(enc, x, 1), atol=1e-5)
   np.testing.assert_allclose(model.encode(enc, x, 1, 0.0),
-                             model.encode(enc, style_nets.downscale2d(x), 0), atol=1e-5)
+                             model.encode(enc, style_layers.downscale2d(x), 0), atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_outputs_and_fades_continuously():
+  """compute_dtype='bfloat16' for the style networks: the same float32 parameters, float32
+  (mu, logvar) and images close to float32's, convolutions in bfloat16, and the fade-in still
+  continuous at both ends."""
+  f32, bf16 = tiny_style_model(), tiny_style_model(dtype=jnp.bfloat16)
+  params = f32.init(jax.random.PRNGKey(1))
+  for a, b in zip(jax.tree.leaves(bf16.init(jax.random.PRNGKey(1))), jax.tree.leaves(params)):
+    assert a.dtype == jnp.float32
+    np.testing.assert_array_equal(a, b)
+  enc, dec, _ = params
+  rng = np.random.default_rng(0)
+  z = jnp.asarray(rng.normal(size=(3, 16)), jnp.float32)
+  x = jnp.asarray(rng.uniform(-1, 1, size=(3, 8, 8, 1)), jnp.float32)
+  keys = jax.random.split(jax.random.PRNGKey(2), 3)
+  for alpha in (None, 0.5):
+    want, got = f32.decode(dec, z, 1, alpha, keys), bf16.decode(dec, z, 1, alpha, keys)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, atol=3e-2 * float(jnp.max(jnp.abs(want))))
+    for want_part, got_part in zip(f32.encode(enc, x, 1, alpha), bf16.encode(enc, x, 1, alpha)):
+      assert got_part.dtype == jnp.float32
+      np.testing.assert_allclose(got_part, want_part,
+                                 atol=3e-2 * float(jnp.max(jnp.abs(want_part))))
+  assert not np.array_equal(bf16.decode(dec, z, 1, None, keys), f32.decode(dec, z, 1, None, keys))
+  # The fade-in's ends, in bfloat16 as in float32.
+  grown = bf16.decode(dec, z, 1, None, keys)
+  np.testing.assert_allclose(bf16.decode(dec, z, 1, 1.0, keys), grown, atol=1e-6)
+  previous = style_layers.upscale2d(bf16.decode(dec, z, 0, None, keys))
+  np.testing.assert_allclose(bf16.decode(dec, z, 1, 0.0, keys), previous, atol=1e-6)
+  np.testing.assert_allclose(bf16.encode(enc, x, 1, 0.0),
+                             bf16.encode(enc, style_layers.downscale2d(x), 0), atol=1e-5)
+  # Every convolution of the bfloat16 decoder takes bfloat16 operands; float32's, none.
+  convs = lambda m: re.findall(r'stablehlo\.convolution.*', jax.jit(
+      lambda d: m.decode(d, z, 1, None, keys)).lower(dec).as_text())
+  assert convs(bf16) and all('bf16' in c and 'f32' not in c.split('->')[0] for c in convs(bf16))
+  assert not any('bf16' in c for c in convs(f32))
 
 
 def test_alpha_follows_the_reference_sine_ramp():
@@ -297,6 +335,7 @@ def test_remat_recomputes_the_blocks_with_the_same_parameters_and_gradients():
 
 
 def test_four_devices_equal_one_device():
+  """The style step on 4 devices (pmap) against 1, in float32 and in bfloat16 compute."""
   env = dict(cpu_devices_env(4), PYTHONPATH=os.pathsep.join(['tests', os.environ['PYTHONPATH']]))
   out = subprocess.run([sys.executable, 'tests/style_multidevice_check.py'], cwd=ROOT, env=env,
                        text=True, capture_output=True, timeout=400)
@@ -308,6 +347,13 @@ def test_four_devices_equal_one_device():
     for part, diff in d[key].items():
       assert diff < 1e-5, (key, part, d)
   assert d['metrics_pmap'] < 1e-4, d
+  # compute_dtype='bfloat16': float32 states and metrics; N devices == 1 device and float32 ==
+  # bfloat16 to bfloat16's rounding (8 bits: ~4e-3 per operation): the metrics to 1e-2 relative,
+  # and fewer than 2% of the parameters apart by more than half a learning-rate step (Adam moves
+  # a parameter by ~lr whatever its gradient's size, so near-zero gradients may step apart).
+  assert d['bf16_float_dtypes'] == ['float32'], d
+  assert d['bf16_metrics_pmap'] < 1e-2 and d['bf16_params_apart_pmap'] < 2e-2, d
+  assert d['bf16_vs_f32_metrics'] < 5e-2 and d['bf16_vs_f32_params_apart'] < 5e-2, d
 
 
 # ------------------------------------------------------------------------------------------------
@@ -400,6 +446,12 @@ def test_style_config_errors_name_the_field(faces):
       config_lib.validate(tiny_style_config(faces, **{field: value}), num_devices=1)
   with pytest.raises(config_lib.ConfigError, match='divide evenly over the 3 devices'):
     config_lib.validate(tiny_style_config(faces), num_devices=3)
+  # bfloat16 compute and recomputed blocks are the style variant's options too.
+  c = tiny_style_config(faces, compute_dtype='bfloat16', remat=True)
+  config_lib.validate(c, num_devices=1)
+  model = config_lib.create_style_model(c)
+  assert model.dtype == jnp.bfloat16 and model.remat
+  assert model.encoder.dtype == model.decoder.dtype == jnp.bfloat16
   for name in ('configs/ffhq256.py', 'configs/celebahq256_style.py'):
     import importlib.util  # pylint: disable=g-import-not-at-top
     spec = importlib.util.spec_from_file_location('cfg', os.path.join(ROOT, name))

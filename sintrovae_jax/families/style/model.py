@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from sintrovae_jax.families.style import networks as style_nets
+from sintrovae_jax.families.style import layers as style_layers, networks as style_nets
 
 Params = Any
 
@@ -33,6 +33,9 @@ class StyleVAE:
   fused_from: int = 128
   precision: Optional[jax.lax.Precision] = None
   remat: bool = False  # recompute encoder and decoder blocks for the gradient (less memory)
+  # Compute dtype of the convolutional blocks (float32 or bfloat16); parameters, the mapping
+  # MLPs, statistics, (mu, logvar) and images stay float32 (networks.py).
+  dtype: Any = jnp.float32
 
   @property
   def layer_count(self) -> int:
@@ -52,13 +55,14 @@ class StyleVAE:
   @property
   def encoder(self) -> style_nets.StyleEncoder:
     return style_nets.StyleEncoder(self.layer_count, self.latent, self.start_channels,
-                                   self.max_channels, self.fused_from, self.precision, self.remat)
+                                   self.max_channels, self.fused_from, self.precision, self.remat,
+                                   self.dtype)
 
   @property
   def decoder(self) -> style_nets.StyleDecoder:
     return style_nets.StyleDecoder(self.layer_count, self.start_channels, self.max_channels,
                                    self.image_channels, self.fused_from, self.precision,
-                                   self.remat)
+                                   self.remat, self.dtype)
 
   @property
   def mapping_tl(self) -> style_nets.MappingToLatent:
@@ -85,7 +89,7 @@ class StyleVAE:
     dec = self.decoder.init(keys[2], styles, lod, None, None)
     fl = self.mapping_fl.init(keys[3], jnp.zeros((1, self.latent)))
     params = lambda part: {k: v['params'] for k, v in part.items()}
-    coeffs = lambda part: {k: v[style_nets.LR_COEFF] for k, v in part.items()}
+    coeffs = lambda part: {k: v[style_layers.LR_COEFF] for k, v in part.items()}
     enc_half, dec_half = {'encoder': enc, 'mapping_tl': tl}, {'decoder': dec, 'mapping_fl': fl}
     return (params(enc_half), params(dec_half),
             {'encoder': coeffs(enc_half), 'decoder': coeffs(dec_half)})

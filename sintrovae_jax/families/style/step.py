@@ -23,7 +23,7 @@ from sintrovae_jax.core import losses
 from sintrovae_jax.core.objectives import LossWeights
 from sintrovae_jax.core.train_step import (finite_fraction, global_example_index,
                                            per_example_normals)
-from sintrovae_jax.families.style import (model as style_model, networks as style_nets,
+from sintrovae_jax.families.style import (layers as style_layers, model as style_model,
                                           optim as style_optim, progressive)
 from sintrovae_jax.families.style.progressive import Phase
 
@@ -107,7 +107,7 @@ def _fade_input(x, alpha, fading: bool):
   """During a fade-in the real images blend with their 2x-downsampled, re-upsampled selves."""
   if not fading:
     return x
-  return alpha * x + (1.0 - alpha) * style_nets.upscale2d(style_nets.downscale2d(x))
+  return alpha * x + (1.0 - alpha) * style_layers.upscale2d(style_layers.downscale2d(x))
 
 
 class _Calls:
