@@ -84,6 +84,19 @@ _COLLECTIVE = re.compile(r'=\s*(.*?)\s(all-reduce|all-gather|reduce-scatter|all-
                          r'collective-permute)(-start)?\(')
 
 
+def _array_bytes(dtype: str, dims: str) -> int:
+  """Bytes of one HLO array, e.g. ('bf16', '3,3,64,128')."""
+  n = 1
+  for d in filter(None, dims.split(',')):
+    n *= int(d)
+  return n * _DTYPE_BYTES[dtype]
+
+
+def _shape_bytes(text: str) -> int:
+  """Bytes of every array in an HLO shape (a tuple's elements summed)."""
+  return sum(_array_bytes(dtype, dims) for dtype, dims in _SHAPE.findall(text))
+
+
 def collectives(hlo_text: str) -> Dict[str, Dict[str, float]]:
   """{'all-reduce': {'count': n, 'bytes': b}, ...} from a compiled module's HLO text.
 
@@ -94,15 +107,9 @@ def collectives(hlo_text: str) -> Dict[str, Dict[str, float]]:
     m = _COLLECTIVE.search(line)
     if not m:
       continue
-    size = 0
-    for dtype, dims in _SHAPE.findall(m.group(1)):
-      n = 1
-      for d in filter(None, dims.split(',')):
-        n *= int(d)
-      size += n * _DTYPE_BYTES[dtype]
     entry = out.setdefault(m.group(2), {'count': 0, 'bytes': 0})
     entry['count'] += 1
-    entry['bytes'] += size
+    entry['bytes'] += _shape_bytes(m.group(1))
   return out
 
 
@@ -125,16 +132,6 @@ _FREE = {'parameter', 'get-tuple-element', 'tuple', 'bitcast', 'constant', 'afte
 _IN_PLACE_CALLS = ('ConcatBitcast',)  # a TPU's assembly of prefetched slices in on-chip memory
 
 
-def _shape_bytes(text: str) -> int:
-  total = 0
-  for dtype, dims in _SHAPE.findall(text):
-    n = 1
-    for d in filter(None, dims.split(',')):
-      n *= int(d)
-    total += n * _DTYPE_BYTES[dtype]
-  return total
-
-
 def _layer(op_name: str) -> str:
   """A readable source of an HLO instruction: its op_name's path without the wrappers (jit,
   vmap, while bodies, shard_map...), marked [grad] where it is a transposed (backward) op."""
@@ -153,8 +150,7 @@ def _moved_bytes(result: str, opcode: str) -> int:
   """The buffer an async copy-start `(dest, source, context)` or slice-start `((source), dest,
   context)` moves."""
   shapes = _SHAPE.findall(result)
-  dtype, dims = shapes[1] if opcode == 'slice-start' and len(shapes) > 1 else shapes[0]
-  return _shape_bytes(f'{dtype}[{dims}]')
+  return _array_bytes(*(shapes[1] if opcode == 'slice-start' and len(shapes) > 1 else shapes[0]))
 
 
 def traffic(hlo_text: str, top: int = 15) -> List[Tuple[str, float, int]]:
