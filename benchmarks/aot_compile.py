@@ -50,6 +50,7 @@ from benchmarks import roofline  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.core import parallel  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.data import kinds
 from sintrovae_jax.families.style import progressive, step as style_step
+from sintrovae_jax.io import fs
 from sintrovae_jax.program import config_lib, style_train
 from sintrovae_jax.core.inference import to_unit_range  # pylint: disable=g-import-not-at-top
 
@@ -73,7 +74,8 @@ flags.DEFINE_string('style_phase', '', 'The style variant (variant=\'style\' con
 flags.DEFINE_integer('top_traffic', 0, 'Also list the N largest memory-traffic sources of each '
                      'compiled program (roofline.traffic: bytes by op_name), to see where its '
                      'bytes accessed go.')
-flags.DEFINE_string('hlo_dir', '', 'Write each compiled program\'s HLO text here (local path).')
+flags.DEFINE_string('hlo_dir', '', 'Write each compiled program\'s HLO text here (a local '
+                    'folder or gs://).')
 flags.mark_flags_as_required(['config'])
 
 @dataclasses.dataclass(frozen=True)
@@ -224,10 +226,9 @@ def main(argv):
         if FLAGS.hlo_dir or FLAGS.top_traffic:
           hlo = compiled.as_text()
           if FLAGS.hlo_dir:
-            os.makedirs(FLAGS.hlo_dir, exist_ok=True)
-            with open(os.path.join(FLAGS.hlo_dir, f'{name}_{topology.replace(":", "_")}_'
-                                   f'{per_chip}_{dtype}.hlo.txt'), 'w') as f:
-              f.write(hlo)
+            fs.makedirs(FLAGS.hlo_dir)
+            fs.write_text(fs.join(FLAGS.hlo_dir, f'{name}_{topology.replace(":", "_")}_'
+                                  f'{per_chip}_{dtype}.hlo.txt'), hlo)
           if FLAGS.top_traffic:
             print_traffic(hlo, FLAGS.top_traffic)
       if len(points) > 1:
