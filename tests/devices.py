@@ -1,11 +1,18 @@
-"""Environment for subprocesses that run on several simulated CPU devices.
+"""XLA settings of the test processes: the fast-compile preset, and several simulated CPU devices.
 
-XLA's CPU client runs each device's program on its own thread and all-reduces by rendezvous: a
-device that arrives 20 s after the others is reported as stuck, and after 40 s more XLA aborts the
-process ("Termination timeout for all reduce RendezvousKey ... of 40 seconds exceeded",
-xla/service/rendezvous.cc). With 4 devices on 2 cores that another process keeps busy, a device
-thread can be starved that long between two of the step's BatchNorm all-reduces, so the check
-died under load though nothing was wrong. The limit is raised to 10 minutes here; the tests'
+The preset (`FAST_COMPILE`, set by conftest.py for the tests and every process they start): XLA's
+CPU compiler at its fast-compile preset compiles the suite's tiny programs 2-3 times faster (7.9 ->
+3.2 s for a one-level image step, 15.3 -> 5.9 s for a two-level one, this 2-core machine) and runs
+them as fast. Both sides of every comparison are compiled alike, and the golden step has arrays
+made with it (tests/golden/make_step_golden.py). `SINTROVAE_TEST_XLA_DEFAULTS=1` runs the suite
+with XLA's default optimisation instead.
+
+Several devices: XLA's CPU client runs each device's program on its own thread and all-reduces by
+rendezvous: a device that arrives 20 s after the others is reported as stuck, and after 40 s more
+XLA aborts the process ("Termination timeout for all reduce RendezvousKey ... of 40 seconds
+exceeded", xla/service/rendezvous.cc). With 4 devices on 2 cores that another process keeps busy,
+a device thread can be starved that long between two of the step's BatchNorm all-reduces, so the
+check died under load though nothing was wrong. The limit is raised to 10 minutes here; the tests'
 own subprocess timeouts still catch a real hang.
 """
 
@@ -15,6 +22,20 @@ COLLECTIVE_FLAGS = ('--xla_cpu_collective_call_warn_stuck_timeout_seconds=120 '
                     '--xla_cpu_collective_call_terminate_timeout_seconds=600')
 
 
-def cpu_devices_env(devices: int) -> dict:
-  return dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
-              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} {COLLECTIVE_FLAGS}')
+FAST_COMPILE = '--xla_cpu_opt_preset=FAST_COMPILE'
+
+
+def use_fast_compile() -> None:
+  """Adds the preset to this process's XLA_FLAGS (before JAX starts), which its children inherit."""
+  flags = os.environ.get('XLA_FLAGS', '').split()
+  if not os.environ.get('SINTROVAE_TEST_XLA_DEFAULTS') and FAST_COMPILE not in flags:
+    os.environ['XLA_FLAGS'] = ' '.join(flags + [FAST_COMPILE])
+
+
+def cpu_devices_env(devices: int, xla_defaults: bool = False) -> dict:
+  """The environment of a process on `devices` CPU devices; `xla_defaults` leaves out the preset
+  (for a check whose tolerances were measured on XLA's default code)."""
+  inherited = [f for f in os.environ.get('XLA_FLAGS', '').split()
+               if not (xla_defaults and f == FAST_COMPILE)]
+  flags = [f'--xla_force_host_platform_device_count={devices}', COLLECTIVE_FLAGS] + inherited
+  return dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3', XLA_FLAGS=' '.join(flags))

@@ -38,12 +38,12 @@ def _flat(tree):
 
 
 def _golden_version(golden):
-  """(version, exact): this JAX's golden arrays if they were made on this processor, to compare
-  bit for bit; else the newest JAX's, to compare to float32 rounding."""
+  """(version, exact): this JAX's (and compiler preset's) golden arrays, bit for bit if they were
+  made on this processor; else the newest JAX's; compared to float32 rounding where not exact."""
   versions = sorted({k.split('|')[0] for k in golden})
-  this = f'jax{jax.__version__}'
-  if this in versions and str(golden[f'{this}|meta|cpu']) == make_step_golden.cpu_model():
-    return this, True
+  this = make_step_golden.version_tag()
+  if this in versions:
+    return this, str(golden[f'{this}|meta|cpu']) == make_step_golden.cpu_model()
   return versions[-1], False
 
 
@@ -57,8 +57,12 @@ def test_default_step_is_unchanged_bit_for_bit():
       want = golden[f'{version}|{name}|{path}']
       if exact:
         np.testing.assert_array_equal(value, want, err_msg=f'{name} {path}')
-      else:  # another JAX or processor: XLA's code differs, the arithmetic must not
-        np.testing.assert_allclose(value, want, rtol=2e-5, atol=1e-6, err_msg=f'{name} {path}')
+      else:  # another JAX, preset or processor: XLA's code differs, the arithmetic must not.
+        # Three Adam steps at lr 1e-3 carry float32 rounding into the parameters as up to 1.5e-6
+        # (measured between the four golden sets: 0.15% of one step, where a gradient is near 0
+        # and Adam divides it by its own size); a changed formula moves them by ~lr.
+        atol = 1e-6 if path.startswith('metric/') else 1e-5
+        np.testing.assert_allclose(value, want, rtol=2e-5, atol=atol, err_msg=f'{name} {path}')
 
 
 def test_options_left_at_their_defaults_keep_the_state_free_of_their_parts():

@@ -9,8 +9,14 @@ version the project supports, from the repository root:
 
 Each run adds its JAX version's arrays to the file (XLA's CPU code generation differs between
 versions and processors, so bit for bit holds per version, on the processor recorded with it;
-elsewhere the test compares to float32 rounding). tests/core/test_options.py reruns the same scenarios
-(`scenarios` below, imported from here) with today's code and compares.
+elsewhere the test compares to float32 rounding). The suite compiles with XLA's fast-compile
+preset (tests/devices.py), whose code differs again, so each version has two sets: `jax<version>`
+(XLA's defaults: the runs above with SINTROVAE_TEST_XLA_DEFAULTS=1, since importing conftest turns
+the preset on) and `jax<version>+fast_compile` (this script, tests/devices.py and the file copied into
+a worktree of a769eae, run there with XLA_FLAGS=--xla_cpu_opt_preset=FAST_COMPILE, the file
+copied back).
+tests/core/test_options.py reruns the same scenarios (`scenarios` below, imported from here) with
+today's code and compares.
 """
 
 import hashlib
@@ -26,6 +32,7 @@ sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
 import sintrovae_jax as sv  # pylint: disable=g-import-not-at-top
 from conftest import mlp_model, tiny_image_model  # pylint: disable=g-import-not-at-top
+import devices  # pylint: disable=g-import-not-at-top
 
 PATH = os.path.join(ROOT, 'tests', 'golden', 'step_golden.npz')
 NUM_STEPS = 3  # one vanilla-VAE step, then two Soft-IntroVAE iterations
@@ -79,8 +86,14 @@ def cpu_model() -> str:
           f"{fields.get('model', '?')} | flags {flags[:12]}")
 
 
+def version_tag() -> str:
+  """This JAX and compiler preset: XLA's code, hence the bits, differ between them."""
+  fast = devices.FAST_COMPILE in os.environ.get('XLA_FLAGS', '').split()
+  return f'jax{jax.__version__}' + ('+fast_compile' if fast else '')
+
+
 def golden_key(name: str, path: str) -> str:
-  return f'jax{jax.__version__}|{name}|{path}'
+  return f'{version_tag()}|{name}|{path}'
 
 
 def main():
