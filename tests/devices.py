@@ -25,17 +25,22 @@ COLLECTIVE_FLAGS = ('--xla_cpu_collective_call_warn_stuck_timeout_seconds=120 '
 FAST_COMPILE = '--xla_cpu_opt_preset=FAST_COMPILE'
 
 
+def fast_compile_on() -> bool:
+  """Whether this process's XLA_FLAGS hold the preset."""
+  return FAST_COMPILE in os.environ.get('XLA_FLAGS', '').split()
+
+
 def use_fast_compile() -> None:
   """Adds the preset to this process's XLA_FLAGS (before JAX starts), which its children inherit."""
-  flags = os.environ.get('XLA_FLAGS', '').split()
-  if not os.environ.get('SINTROVAE_TEST_XLA_DEFAULTS') and FAST_COMPILE not in flags:
-    os.environ['XLA_FLAGS'] = ' '.join(flags + [FAST_COMPILE])
+  if not os.environ.get('SINTROVAE_TEST_XLA_DEFAULTS') and not fast_compile_on():
+    os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 
 
 def cpu_devices_env(devices: int, xla_defaults: bool = False) -> dict:
   """The environment of a process on `devices` CPU devices; `xla_defaults` leaves out the preset
-  (for a check whose tolerances were measured on XLA's default code)."""
+  (for a check whose tolerances were measured on XLA's default code). The inherited flags come
+  first: where a flag repeats, XLA takes the last, so the device count here wins."""
   inherited = [f for f in os.environ.get('XLA_FLAGS', '').split()
                if not (xla_defaults and f == FAST_COMPILE)]
-  flags = [f'--xla_force_host_platform_device_count={devices}', COLLECTIVE_FLAGS] + inherited
+  flags = inherited + [f'--xla_force_host_platform_device_count={devices}', COLLECTIVE_FLAGS]
   return dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3', XLA_FLAGS=' '.join(flags))

@@ -12,11 +12,10 @@ versions and processors, so bit for bit holds per version, on the processor reco
 elsewhere the test compares to float32 rounding). The suite compiles with XLA's fast-compile
 preset (tests/devices.py), whose code differs again, so each version has two sets: `jax<version>`
 (XLA's defaults: the runs above with SINTROVAE_TEST_XLA_DEFAULTS=1, since importing conftest turns
-the preset on) and `jax<version>+fast_compile` (this script, tests/devices.py and the file copied into
-a worktree of a769eae, run there with XLA_FLAGS=--xla_cpu_opt_preset=FAST_COMPILE, the file
-copied back).
-tests/core/test_options.py reruns the same scenarios (`scenarios` below, imported from here) with
-today's code and compares.
+the preset on) and `jax<version>+fast_compile` (this script, tests/devices.py and the file copied
+into a worktree of a769eae, run there with XLA_FLAGS=--xla_cpu_opt_preset=FAST_COMPILE, the file
+copied back). tests/core/test_options.py reruns the same scenarios (`scenarios` below, imported
+from here) with today's code and compares.
 """
 
 import hashlib
@@ -88,8 +87,7 @@ def cpu_model() -> str:
 
 def version_tag() -> str:
   """This JAX and compiler preset: XLA's code, hence the bits, differ between them."""
-  fast = devices.FAST_COMPILE in os.environ.get('XLA_FLAGS', '').split()
-  return f'jax{jax.__version__}' + ('+fast_compile' if fast else '')
+  return f'jax{jax.__version__}' + ('+fast_compile' if devices.fast_compile_on() else '')
 
 
 def golden_key(name: str, path: str) -> str:
