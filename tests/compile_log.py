@@ -12,6 +12,7 @@ import collections
 import glob
 import json
 import os
+import resource
 import sys
 
 ENV = 'SINTROVAE_TEST_COMPILE_LOG'
@@ -20,6 +21,7 @@ _SECONDS = {'/jax/core/compile/backend_compile_duration': 'compile_s',
             '/jax/core/compile/jaxpr_trace_duration': 'trace_s',
             '/jax/core/compile/jaxpr_to_mlir_module_duration': 'lower_s'}
 _counts = collections.defaultdict(collections.Counter)
+_CHILD = 'PYTEST_CURRENT_TEST' in os.environ  # set at start-up: a process a test started
 
 
 def _test() -> str:
@@ -41,6 +43,11 @@ def _on_duration(event, duration_secs, **_):
 
 
 def _write(directory):
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  # The process itself, under the test that started it (a pytest worker's own is its tests' sum).
+  process = _counts[_test() if _CHILD else '(pytest processes)']
+  process['processes'] += 1
+  process['process_cpu_s'] += usage.ru_utime + usage.ru_stime
   with open(os.path.join(directory, f'{os.getpid()}.json'), 'w') as f:
     json.dump({test: dict(c) for test, c in _counts.items()}, f)
 
@@ -71,11 +78,13 @@ def report(directory, top=15):
   whole = sum(totals.values(), collections.Counter())
   print(f'{len(totals)} tests; programs {whole["programs"]} (from the cache {whole["from_cache"]}, '
         f'compiled {whole["programs"] - whole["from_cache"]}); compile {whole["compile_s"]:.0f} s, '
-        f'trace {whole["trace_s"]:.0f} s, lower {whole["lower_s"]:.0f} s of CPU')
-  print('\n| test | programs | from cache | compile s | trace s |\n|---|---|---|---|---|')
+        f'trace {whole["trace_s"]:.0f} s, lower {whole["lower_s"]:.0f} s of CPU; '
+        f'{whole["processes"]} processes, {whole["process_cpu_s"]:.0f} s of their CPU')
+  print('\n| test | programs | from cache | compile s | trace s | processes | their CPU s |\n'
+        '|---|---|---|---|---|---|---|')
   for test, c in sorted(totals.items(), key=lambda kv: -kv[1]['compile_s'])[:top]:
     print(f'| {test} | {c["programs"]} | {c["from_cache"]} | {c["compile_s"]:.1f} | '
-          f'{c["trace_s"]:.1f} |')
+          f'{c["trace_s"]:.1f} | {c["processes"]} | {c["process_cpu_s"]:.0f} |')
 
 
 if __name__ == '__main__':

@@ -9,11 +9,15 @@ training option on: weight EMA, translation and cutout, the bootstrap variant wi
 refreshed every 3 steps; 2 warm-up steps, so each path compiles the two-phase program with the
 options), or 'points' (the 3D variant: point networks with BatchNorm, Chamfer, a N(0, 0.2^2)
 prior, its redrawn latents), or 'translation' (the two-encoder family on 8 px images: two encoders
-with BatchNorm, the AdaIN generator, Soft-IntroVAE steps only). Each kind compiles one program per path (one device, pmap,
-shard_map); the plain image step without options is not compiled here: its parts are covered by
-'2d' (the standard variant's gradients and metrics averaged over devices) and by 'image' and
-'points' (BatchNorm statistics synchronised; the image networks' step with the options on
-contains the plain one's terms).
+with BatchNorm, the AdaIN generator, Soft-IntroVAE steps only). Each kind compiles its step for
+one device and under pmap (main.py's path); 'image' also under shard_map
+(`parallel.shard_map_train_step`, for users' jit-and-shardings programs). That wrapper is the same
+for every family (state replicated, batch split, the step's own collectives on parallel.AXIS,
+which pmap exercises for each kind), so one kind checks it: the one with the most state (BatchNorm
+statistics, the EMA, the target decoder). The plain image step without options is not compiled
+here: its parts are covered by '2d' (the standard variant's gradients and metrics averaged over
+devices) and by 'image' and 'points' (BatchNorm statistics synchronised; the image networks' step
+with the options on contains the plain one's terms).
 """
 
 import json
@@ -93,17 +97,19 @@ def main(kind):
     sp, mp = many(sp, parallel.shard(b))
   sp, mp = parallel.unreplicate(sp), jax.tree.map(lambda x: x[0], mp)
 
-  mesh = parallel.data_mesh()
-  smap = parallel.shard_map_train_step(
-      sv.make_train_step(model, weights, vae_steps, parallel.AXIS, **options), mesh)
-  ss = parallel.replicate_on_mesh(initial, mesh)
-  for b in batches:
-    ss, ms = smap(ss, parallel.shard_on_mesh(b, mesh))
-
   images = kind != '2d'  # networks with BatchNorm
   extra = {}
-  if kind == 'image':  # the EMA and the target decoder, and that they moved
-    extra = {'options_pmap': max_diff((s1.ema, s1.target), (sp.ema, sp.target)),
+  if kind == 'image':  # shard_map; the EMA and the target decoder, and that they moved
+    mesh = parallel.data_mesh()
+    smap = parallel.shard_map_train_step(
+        sv.make_train_step(model, weights, vae_steps, parallel.AXIS, **options), mesh)
+    ss = parallel.replicate_on_mesh(initial, mesh)
+    for b in batches:
+      ss, _ = smap(ss, parallel.shard_on_mesh(b, mesh))
+    extra = {'params_shard_map': max_diff((s1.encoder_params, s1.decoder_params),
+                                          (ss.encoder_params, ss.decoder_params)),
+             'stats_shard_map': max_diff(s1.batch_stats, ss.batch_stats),
+             'options_pmap': max_diff((s1.ema, s1.target), (sp.ema, sp.target)),
              'options_shard_map': max_diff((s1.ema, s1.target), (ss.ema, ss.target)),
              'ema_moved': max_diff(initial.ema, s1.ema),
              'target_moved': max_diff(initial.target, s1.target)}
@@ -114,9 +120,6 @@ def main(kind):
                               (sp.encoder_params, sp.decoder_params)),
       'stats_pmap': max_diff(s1.batch_stats, sp.batch_stats) if images else 0.0,
       'metrics_pmap': max_diff(m1, mp),
-      'params_shard_map': max_diff((s1.encoder_params, s1.decoder_params),
-                                   (ss.encoder_params, ss.decoder_params)),
-      'stats_shard_map': max_diff(s1.batch_stats, ss.batch_stats) if images else 0.0,
       'param_scale': max_abs((s1.encoder_params, s1.decoder_params)),
       'moved': max_diff((initial.encoder_params,), (s1.encoder_params,)),
       'stats_moved': max_diff(initial.batch_stats, s1.batch_stats) if images else 0.0,

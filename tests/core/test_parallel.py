@@ -15,7 +15,6 @@ from sintrovae_jax.program import standard, workdir as workdir_lib
 from runs import ROOT, free_port
 
 
-
 @pytest.mark.long
 @pytest.mark.parametrize('kind', ['2d', 'image', 'points', 'translation'])
 def test_four_devices_equal_one_device(kind):
@@ -26,13 +25,14 @@ def test_four_devices_equal_one_device(kind):
   assert d['devices'] == 4
   assert d['moved'] > 1e-3  # ten steps did train
   tol = 1e-5 * max(1.0, d['param_scale'])
-  for key in ('params_pmap', 'params_shard_map', 'stats_pmap', 'stats_shard_map'):
+  for key in ('params_pmap', 'stats_pmap'):
     assert d[key] < tol, (key, d)
   if kind != '2d':
     assert d['stats_moved'] > 1e-3  # BatchNorm statistics were synchronised, not left alone
-  if kind == 'image':  # EMA and target decoder: the same on 4 devices, and they moved
+  if kind == 'image':  # shard_map too (one kind: multidevice_check.py's docstring says why);
+    # EMA and target decoder: the same on 4 devices, and they moved
     assert d['ema_moved'] > 1e-4 and d['target_moved'] > 1e-3, d
-    for key in ('options_pmap', 'options_shard_map'):
+    for key in ('params_shard_map', 'stats_shard_map', 'options_pmap', 'options_shard_map'):
       assert d[key] < tol, (key, d)
 
 

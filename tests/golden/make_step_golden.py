@@ -14,7 +14,8 @@ preset (tests/devices.py), whose code differs again, so each version has two set
 (XLA's defaults: the runs above with SINTROVAE_TEST_XLA_DEFAULTS=1, since importing conftest turns
 the preset on) and `jax<version>+fast_compile` (this script, tests/devices.py and the file copied
 into a worktree of a769eae, run there with XLA_FLAGS=--xla_cpu_opt_preset=FAST_COMPILE, the file
-copied back). tests/core/test_options.py reruns the same scenarios (`scenarios` below, imported
+copied back; the suite's flags add LLVM optimisation level 1 to the preset, which computes the
+same bits). tests/core/test_options.py reruns the same scenarios (`scenarios` below, imported
 from here) with today's code and compares.
 """
 

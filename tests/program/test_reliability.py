@@ -395,9 +395,11 @@ def test_a_damaged_manifest_is_passed_over_in_one_warning(tmp_path):
   flags = ['--config=configs/toy2d.py:8gaussians', *tiny_2d_flags(steps=4, vae=2),
            '--config.checkpoint_every_steps=2', '--config.compilation_cache_dir=']
   outputs = {}
+  trained = str(tmp_path / 'trained')
+  assert run_main(*flags, f'--workdir={trained}').returncode == 0
   for verbose in (False, True):
     workdir = str(tmp_path / f'run_{verbose}')
-    assert run_main(*flags, f'--workdir={workdir}').returncode == 0
+    shutil.copytree(trained, workdir)  # one run trained, damaged twice
     _damage(os.path.join(workdir, 'checkpoints', '4'), 'manifest')
     out = run_main(*flags, f'--workdir={workdir}', '--config.num_train_steps=6',
                    *(['--verbose'] if verbose else []))
