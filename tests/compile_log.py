@@ -22,6 +22,7 @@ _SECONDS = {'/jax/core/compile/backend_compile_duration': 'compile_s',
             '/jax/core/compile/jaxpr_to_mlir_module_duration': 'lower_s'}
 _counts = collections.defaultdict(collections.Counter)
 _CHILD = 'PYTEST_CURRENT_TEST' in os.environ  # set at start-up: a process a test started
+_installed = False  # once per process: twice would count every event twice
 
 
 def _test() -> str:
@@ -42,9 +43,11 @@ def _on_duration(event, duration_secs, **_):
       counts['programs'] += 1
 
 
-def _write(directory):
+def _write(directory, pid):
+  if os.getpid() != pid:  # a child forked without exec inherited this hook and the parent's counts
+    return
   usage = resource.getrusage(resource.RUSAGE_SELF)
-  # The process itself, under the test that started it (a pytest worker's own is its tests' sum).
+  # The process itself: under the test that started it, or, for pytest's own processes, apart.
   process = _counts[_test() if _CHILD else '(pytest processes)']
   process['processes'] += 1
   process['process_cpu_s'] += usage.ru_utime + usage.ru_stime
@@ -54,15 +57,17 @@ def _write(directory):
 
 def install():
   """Starts counting in this process if the environment asks for it; a no-op otherwise."""
+  global _installed
   directory = os.environ.get(ENV)
-  if not directory:
+  if not directory or _installed:  # pytest's processes: sitecustomize, then conftest, call this
     return
+  _installed = True
   import atexit  # pylint: disable=g-import-not-at-top
   import jax.monitoring  # pylint: disable=g-import-not-at-top
   os.makedirs(directory, exist_ok=True)
   jax.monitoring.register_event_listener(_on_event)
   jax.monitoring.register_event_duration_secs_listener(_on_duration)
-  atexit.register(_write, directory)
+  atexit.register(_write, directory, os.getpid())
   paths = os.environ.get('PYTHONPATH', '').split(os.pathsep)
   if SITE not in paths:  # children count too
     os.environ['PYTHONPATH'] = os.pathsep.join([SITE, os.path.dirname(SITE)] +

@@ -28,12 +28,13 @@ COLLECTIVE_FLAGS = ('--xla_cpu_collective_call_warn_stuck_timeout_seconds=120 '
 # instead of 12-13, the two-level image step in 8-10 instead of 10-11, running 4% slower (level 0
 # halves the compile again but runs the image step 10 times slower: the OOD and style runs train
 # hundreds of steps).
-FAST_COMPILE = ('--xla_cpu_opt_preset=FAST_COMPILE', '--xla_backend_optimization_level=1')
+PRESET = '--xla_cpu_opt_preset=FAST_COMPILE'
+FAST_COMPILE = (PRESET, '--xla_backend_optimization_level=1')
 
 
 def fast_compile_on() -> bool:
   """Whether this process's XLA_FLAGS hold the preset (with or without level 1: the same bits)."""
-  return FAST_COMPILE[0] in os.environ.get('XLA_FLAGS', '').split()
+  return PRESET in os.environ.get('XLA_FLAGS', '').split()
 
 
 def use_fast_compile() -> None:
