@@ -1,11 +1,15 @@
 """Running main.py and reading what a run left behind, for the end-to-end tests."""
 
+import contextlib
+import io
+import logging
 import os
 import socket
 import subprocess
 import sys
 import time
 from typing import Tuple
+from unittest import mock
 
 import jax
 import numpy as np
@@ -20,6 +24,35 @@ def run_main(*args, timeout=240, env=None, **kwargs):
   env = dict(os.environ if env is None else env, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
   return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, env=env, text=True,
                         capture_output=True, timeout=timeout, **kwargs)
+
+
+def run_main_here(*args):
+  """main.py's `main` in this process: its flags, error handling, exit code and printed output,
+  as `run_main` returns them, without the ~8 s of imports (TensorFlow, JAX) a new interpreter pays.
+  For runs that end in a message or only read a finished run (sample, fid, ood, translate), whose
+  checks read the exit code, what main.py prints and what it writes; its log lines go to the
+  test's own logging (tests that read those, and training runs, use `run_main`). One step is left
+  out: looking for other hosts (`hosts.initialize`), which JAX allows only before its first
+  computation; this process is one host (the multi-host tests start processes). Nothing main.py
+  leaves in this process outlives the call (parsed flags, log filters, the working folder)."""
+  import main  # pylint: disable=g-import-not-at-top  # (defines main.py's absl flags, once)
+  argv = ['main.py', *args]
+  stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+  handlers = {h: list(h.filters) for h in logging.getLogger().handlers}
+  try:
+    # (sys.argv too: ml_collections finds the --config.FIELD overrides there.)
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(stdout), \
+        contextlib.redirect_stderr(stderr), mock.patch.object(sys, 'argv', argv), \
+        mock.patch.object(main.hosts, 'initialize', lambda *_: None):
+      try:
+        main.main(main._parse_flags(argv))  # pylint: disable=protected-access
+      except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+  finally:
+    main.FLAGS.unparse_flags()
+    for handler, filters in handlers.items():
+      handler.filters[:] = filters
+  return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
 def params_of(workdir, config):

@@ -20,7 +20,7 @@ import pytest
 
 import real_images
 from configs import ffhq256, image_folder, toy2d
-from runs import ROOT, restored
+from runs import ROOT, restored, run_main_here
 from tiny import TINY_IMAGE
 from sintrovae_jax.data import (tf_images)
 from sintrovae_jax.evaluators import quality as evaluation, ood
@@ -55,11 +55,8 @@ def test_digits_model_flags_faces_and_learns(tmp_path):
   assert after < 0.6 * before, (before, after)
 
   # The command line, with the run's saved config: digits (in) against faces (out).
-  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  out = subprocess.run([sys.executable, 'main.py', '--mode=ood', f'--workdir={workdir}',
-                        '--ood_dataset=image_folder', f'--ood_data_dir={faces}',
-                        '--ood_regret_steps=5'], cwd=ROOT,
-                       env=env, text=True, capture_output=True, timeout=300)
+  out = run_main_here('--mode=ood', f'--workdir={workdir}', '--ood_dataset=image_folder',
+                      f'--ood_data_dir={faces}', '--ood_regret_steps=5')
   assert out.returncode == 0, out.stderr[-3000:]
   results = json.load(open(os.path.join(workdir, 'ood_results.json')))
   assert (results['num_in'], results['num_out']) == (500, 200)
@@ -73,8 +70,7 @@ def test_digits_model_flags_faces_and_learns(tmp_path):
     assert os.path.getsize(os.path.join(workdir, 'ood', f'histogram_{k}.png')) > 1000
 
   # Without an OOD set: one line that says what to add.
-  out = subprocess.run([sys.executable, 'main.py', '--mode=ood', f'--workdir={workdir}'],
-                       cwd=ROOT, env=env, text=True, capture_output=True, timeout=120)
+  out = run_main_here('--mode=ood', f'--workdir={workdir}')
   assert out.returncode == 1
   assert out.stderr.strip().splitlines()[-1].startswith('error: --mode=ood needs')
   assert 'Traceback' not in out.stderr

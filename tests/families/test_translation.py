@@ -18,7 +18,7 @@ from sintrovae_jax.evaluators import translation as scores
 from sintrovae_jax.families.residual import ImageEncoder
 from sintrovae_jax.families.translation import inference, networks
 from sintrovae_jax.program import config_lib, train
-from runs import assert_states_close, latest_step, params_of, run_main
+from runs import assert_states_close, latest_step, params_of, run_main, run_main_here
 from tiny import TINY_IMAGE
 
 sg = jax.lax.stop_gradient
@@ -318,14 +318,14 @@ def test_main_trains_on_an_image_folder_and_writes_the_translation_grid(tmp_path
   assert_states_close(params_of(str(tmp_path / 'resumed'), config), params_of(workdir, config))
   pictures = os.listdir(os.path.join(workdir, 'pictures'))
   assert {'translation_00000002.png', 'translation_00000004.png'} <= set(pictures)
-  out = run_main('--mode=translate', f'--workdir={workdir}', f'--source_dir={train_dir}',
-                 f'--target_dir={heldout_dir}')
+  out = run_main_here('--mode=translate', f'--workdir={workdir}', f'--source_dir={train_dir}',
+                      f'--target_dir={heldout_dir}')
   assert out.returncode == 0, out.stderr[-3000:]
   grid = np.asarray(Image.open(os.path.join(workdir, 'samples', 'translation_00000004.png')))
   # 5 identities (of 24 training images) down, 8 held-out poses across (5 of them), 16 px cells
   # and 2 px gaps: 6 rows and 6 columns.
   assert grid.shape == (6 * 18 + 2, 6 * 18 + 2, 3)
-  other = run_main('--config=configs/toy2d.py:8gaussians', '--mode=translate',
-                   f'--workdir={tmp_path / "other"}')
+  other = run_main_here('--config=configs/toy2d.py:8gaussians', '--mode=translate',
+                        f'--workdir={tmp_path / "other"}')
   assert other.returncode == 1 and 'needs a run of the translation family' in other.stderr
   assert 'Traceback' not in other.stderr

@@ -13,7 +13,8 @@ from PIL import Image
 from configs import image_folder, mnist, toy2d
 from sintrovae_jax.data import image_files, kinds, numpy_batches, pipeline as input_pipeline
 from sintrovae_jax.program import config_lib, errors, standard, train
-from runs import assert_states_close, latest_step, params_of, run_main, stop_long_2d_run
+from runs import (assert_states_close, latest_step, params_of, run_main, run_main_here,
+                  stop_long_2d_run)
 from tiny import FID_TINY_FLAGS, LONG_2D_FLAGS, TINY_IMAGE, tiny_2d_flags, tiny_mnist
 
 
@@ -39,7 +40,7 @@ def test_2d_run_writes_results_pictures_and_samples(tmp_path):
   for k in ('kl', 'jsd', 'gnelbo'):
     np.testing.assert_allclose(again[k], results[k], rtol=1e-6)
 
-  out = run_main('--mode=sample', f'--workdir={workdir}', '--num_samples=100')
+  out = run_main_here('--mode=sample', f'--workdir={workdir}', '--num_samples=100')
   assert out.returncode == 0, out.stderr[-3000:]
   samples = np.load(os.path.join(workdir, 'samples', 'samples_00000060.npy'))
   assert samples.shape == (100, 2) and os.path.exists(
@@ -126,7 +127,8 @@ def test_image_folder_skips_corrupt_files(tmp_path, fid_weights):
   assert 'Skipping 1 unreadable image file' in out.stderr
   assert os.path.exists(tmp_path / 'run' / 'pictures' / 'real_rec_sample_00000004.png')
   # FID of the latest checkpoint from the command line, the run's saved settings and counts.
-  out = run_main('--mode=fid', f'--workdir={tmp_path / "run"}', f'--inception_weights={fid_weights}')
+  out = run_main_here('--mode=fid', f'--workdir={tmp_path / "run"}',
+                      f'--inception_weights={fid_weights}')
   assert out.returncode == 0, out.stderr[-3000:]
   printed = json.loads(out.stdout.strip().splitlines()[-1])
   assert printed == json.load(open(tmp_path / 'run' / 'fid_results.json'))
@@ -221,7 +223,8 @@ def test_config_checks_devices_data_files_and_folders(tmp_path):
 
 
 def test_bad_config_on_the_command_line_fails_before_compiling(tmp_path):
-  out = run_main('--config=configs/cifar10.py', f'--workdir={tmp_path}', '--config.image_size=36')
+  out = run_main_here('--config=configs/cifar10.py', f'--workdir={tmp_path}',
+                      '--config.image_size=36')
   assert out.returncode == 1 and 'Traceback' not in out.stderr
   assert 'config.image_size=36 is invalid' in out.stderr and 'multiple of 8' in out.stderr
 

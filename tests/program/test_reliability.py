@@ -19,7 +19,7 @@ from configs import image_folder, toy2d
 from sintrovae_jax.core import inference
 from sintrovae_jax.data import (image_files, kinds, numpy_batches, pipeline as input_pipeline, tf_images)
 from sintrovae_jax.program import config_lib, lease, train, workdir as workdir_lib
-from runs import ROOT, latest_step, params_of, run_main, stop_long_2d_run
+from runs import ROOT, latest_step, params_of, run_main, run_main_here, stop_long_2d_run
 from tiny import tiny_2d_flags
 
 
@@ -248,7 +248,7 @@ def test_user_errors_print_one_message_without_a_traceback(tmp_path):
        'tfds build mnist'),
   ]
   for args, expected in cases:
-    out = run_main(*args, f'--workdir={tmp_path / "run"}')
+    out = run_main_here(*args, f'--workdir={tmp_path / "run"}')
     assert out.returncode in (1, 2), out.stderr[-2000:]
     assert 'Traceback' not in out.stderr, out.stderr[-3000:]
     assert expected.lower() in out.stderr.lower() and 'error:' in out.stderr
@@ -374,7 +374,7 @@ def test_a_workdir_that_cannot_be_written_ends_in_one_line(small_disk, tmp_path)
   flags = ['--config=configs/toy2d.py:8gaussians', *tiny_2d_flags(steps=4, vae=2),
            '--config.checkpoint_every_steps=2', '--config.compilation_cache_dir=']
   (tmp_path / 'a_file').write_text('not a folder')
-  out = run_main(*flags, f'--workdir={tmp_path / "a_file"}')
+  out = run_main_here(*flags, f'--workdir={tmp_path / "a_file"}')
   assert out.returncode == 1 and 'is a file, not a folder' in _one_error_line(out.stderr)
 
   run = str(small_disk / 'run')
@@ -383,7 +383,7 @@ def test_a_workdir_that_cannot_be_written_ends_in_one_line(small_disk, tmp_path)
   out = run_main(*flags, '--config.num_train_steps=6', f'--workdir={run}')  # resume: read-only
   line = _one_error_line(out.stderr)
   assert out.returncode == 1 and 'Read-only file system' in line and 'writable' in line, line
-  out = run_main('--mode=sample', f'--workdir={run}', '--num_samples=8')
+  out = run_main_here('--mode=sample', f'--workdir={run}', '--num_samples=8')
   line = _one_error_line(out.stderr)
   assert out.returncode == 1 and 'Read-only file system' in line and 'samples' in line, line
 
