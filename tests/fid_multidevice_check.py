@@ -1,7 +1,8 @@
 """Run in a subprocess with N forced CPU devices: FID/KID/fid_rec of a tiny model, as JSON.
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/fid_multidevice_check.py W
-(W: the Inception weights file). tests/program/test_fid_training.py compares 4 devices with 1.
+(W: the Inception weights file). tests/program/test_fid_training.py compares 4 devices (this
+script's process) with 1 (`results`, called in the test's own process).
 """
 
 import json
@@ -20,7 +21,9 @@ from sintrovae_jax.core import parallel  # pylint: disable=g-import-not-at-top
 from sintrovae_jax.evaluators import fid_evaluator as fid_eval
 
 
-def main(weights):
+def results(weights) -> dict:
+  """FID, KID and fid_rec of a tiny model on this process's devices (test_fid_training calls it
+  for 1 device)."""
   config = default.get_config()
   config.update(dict(fid_inception_weights=weights, fid_num_samples=8, fid_num_reference=8,
                      fid_batch_size=8, kid_subset_size=5, fid_matrix_sqrt='eigh', eval_seed=7))
@@ -35,9 +38,8 @@ def main(weights):
   batches = lambda images: lambda: (images[i:i + 8] for i in range(0, len(images), 8))
   with tempfile.TemporaryDirectory() as cache:
     evaluator = fid_eval.FidEvaluator(config, model, batches(real), batches(heldout), cache)
-    results = evaluator(parallel.replicate(state))
-  print(json.dumps(dict(results, devices=jax.local_device_count())))
+    return dict(evaluator(parallel.replicate(state)), devices=jax.local_device_count())
 
 
 if __name__ == '__main__':
-  main(sys.argv[1])
+  print(json.dumps(results(sys.argv[1])))

@@ -48,15 +48,14 @@ def test_image_run_writes_fid_kid_and_fid_rec(tmp_path, fid_weights):
   assert json.load(open(os.path.join(workdir, 'fid_results.json')))['fid'] == again['fid']
 
 
-def _on_devices(n, weights):
-  out = subprocess.run([sys.executable, 'tests/fid_multidevice_check.py', weights], cwd=ROOT,
-                       env=cpu_devices_env(n), text=True, capture_output=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def test_four_devices_equal_one_device(fid_weights):
-  one, four = _on_devices(1, fid_weights), _on_devices(4, fid_weights)
+  """4 devices in a process of their own; 1 device in this one (the same XLA flags otherwise)."""
+  import fid_multidevice_check  # pylint: disable=g-import-not-at-top
+  out = subprocess.run([sys.executable, 'tests/fid_multidevice_check.py', fid_weights], cwd=ROOT,
+                       env=cpu_devices_env(4), text=True, capture_output=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  one, four = fid_multidevice_check.results(fid_weights), json.loads(
+      out.stdout.strip().splitlines()[-1])
   assert (one['devices'], four['devices']) == (1, 4)
   for key in ('fid', 'kid', 'kid_std', 'fid_rec'):
     np.testing.assert_allclose(four[key], one[key], rtol=1e-6)
