@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import logging
 import os
 import socket
@@ -26,6 +27,15 @@ def run_main(*args, timeout=240, env=None, **kwargs):
                         capture_output=True, timeout=timeout, **kwargs)
 
 
+def run_check(script: str, *args, env: dict, timeout: int = 300) -> dict:
+  """Runs tests/SCRIPT, a check that prints its numbers as one JSON line last, in `env` (e.g.
+  `devices.cpu_devices_env(4)`); returns that line, or fails with the script's stderr."""
+  out = subprocess.run([sys.executable, os.path.join('tests', script), *args], cwd=ROOT, env=env,
+                       text=True, capture_output=True, timeout=timeout)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_main_here(*args):
   """main.py's `main` in this process: its flags, error handling, exit code and printed output,
   as `run_main` returns them, without the ~8 s of imports (TensorFlow, JAX) a new interpreter pays.
@@ -34,7 +44,8 @@ def run_main_here(*args):
   test's own logging (tests that read those, and training runs, use `run_main`). One step is left
   out: looking for other hosts (`hosts.initialize`), which JAX allows only before its first
   computation; this process is one host (the multi-host tests start processes). Nothing main.py
-  leaves in this process outlives the call (parsed flags, log filters, the working folder)."""
+  leaves in this process outlives the call (parsed flags, log filters, the working folder, the
+  storage-traceback switch)."""
   import main  # pylint: disable=g-import-not-at-top  # (defines main.py's absl flags, once)
   argv = ['main.py', *args]
   stdout, stderr, code = io.StringIO(), io.StringIO(), 0
@@ -43,7 +54,9 @@ def run_main_here(*args):
     # (sys.argv too: ml_collections finds the --config.FIELD overrides there.)
     with contextlib.chdir(ROOT), contextlib.redirect_stdout(stdout), \
         contextlib.redirect_stderr(stderr), mock.patch.object(sys, 'argv', argv), \
-        mock.patch.object(main.hosts, 'initialize', lambda *_: None):
+        mock.patch.object(main.hosts, 'initialize', lambda *_: None), \
+        mock.patch.object(workdir_lib, 'SHOW_STORAGE_TRACEBACKS',  # (main sets it from --verbose)
+                          workdir_lib.SHOW_STORAGE_TRACEBACKS):
       try:
         main.main(main._parse_flags(argv))  # pylint: disable=protected-access
       except SystemExit as e:

@@ -12,16 +12,13 @@ import pytest
 from configs import toy2d
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, workdir as workdir_lib
-from runs import ROOT, free_port
+from runs import ROOT, free_port, run_check
 
 
 @pytest.mark.long
 @pytest.mark.parametrize('kind', ['2d', 'image', 'points', 'translation'])
 def test_four_devices_equal_one_device(kind):
-  out = subprocess.run([sys.executable, 'tests/multidevice_check.py', kind], cwd=ROOT,
-                       env=cpu_devices_env(4), text=True, capture_output=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  d = json.loads(out.stdout.strip().splitlines()[-1])
+  d = run_check('multidevice_check.py', kind, env=cpu_devices_env(4))
   assert d['devices'] == 4
   assert d['moved'] > 1e-3  # ten steps did train
   tol = 1e-5 * max(1.0, d['param_scale'])

@@ -12,15 +12,13 @@ other machines' float rounding; chance is 0.5.
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import real_images
 from configs import ffhq256, image_folder, toy2d
-from runs import ROOT, restored, run_main_here
+from runs import restored, run_check, run_main_here
 from tiny import TINY_IMAGE
 from sintrovae_jax.data import (tf_images)
 from sintrovae_jax.evaluators import quality as evaluation, ood
@@ -99,10 +97,8 @@ def test_scores_on_four_devices_equal_one_device():
   """4 devices in a process of their own; 1 device in this one (the same XLA flags otherwise)."""
   from devices import cpu_devices_env  # pylint: disable=g-import-not-at-top
   import ood_multidevice_check  # pylint: disable=g-import-not-at-top
-  out = subprocess.run([sys.executable, 'tests/ood_multidevice_check.py'], cwd=ROOT,
-                       env=cpu_devices_env(4), text=True, capture_output=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-2000:]
-  one, four = ood_multidevice_check.scores(), json.loads(out.stdout.strip().splitlines()[-1])
+  four = run_check('ood_multidevice_check.py', env=cpu_devices_env(4))
+  one = ood_multidevice_check.scores()
   assert (one['devices'], four['devices']) == (1, 4)
   assert set(one) == set(ood.IMAGE_SCORES) | {'regret', 'devices'}
   # The regret's plumbing (rows, keys, padding) with no refit steps: exactly 0 on any devices. (With

@@ -5,8 +5,6 @@ import functools
 import json
 import os
 import re
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +13,7 @@ import pytest
 
 from configs import ffhq256
 from devices import cpu_devices_env
-from runs import ROOT
+from runs import ROOT, run_check
 from sintrovae_jax.core import losses
 from sintrovae_jax.families.style import (layers as style_layers, optim as style_optim,
                                           progressive, step as style_step)
@@ -340,10 +338,7 @@ def test_four_devices_equal_one_device():
   # rounds bf16 differently: 4 devices vs 1 apart by 1.2e-2 there, 4.5e-3 here).
   env = dict(cpu_devices_env(4, xla_defaults=True),
              PYTHONPATH=os.pathsep.join(['tests', os.environ['PYTHONPATH']]))
-  out = subprocess.run([sys.executable, 'tests/style_multidevice_check.py'], cwd=ROOT, env=env,
-                       text=True, capture_output=True, timeout=400)
-  assert out.returncode == 0, out.stderr[-3000:]
-  d = json.loads(out.stdout.strip().splitlines()[-1])
+  d = run_check('style_multidevice_check.py', env=env, timeout=400)
   assert d['devices'] == 4
   assert d['moved'] > 1e-4 and d['ema_moved'] > 1e-5 and d['w_avg_moved'] > 1e-4, d
   for key in ('state_pmap',):

@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 from configs import mnist
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, train
-from runs import ROOT, free_port
+from runs import ROOT, free_port, run_check
 from tiny import TINY_IMAGE
 
 TINY = dict(TINY_IMAGE, fid_every_steps=2, fid_num_samples=6, fid_num_reference=8,
@@ -51,11 +51,8 @@ def test_image_run_writes_fid_kid_and_fid_rec(tmp_path, fid_weights):
 def test_four_devices_equal_one_device(fid_weights):
   """4 devices in a process of their own; 1 device in this one (the same XLA flags otherwise)."""
   import fid_multidevice_check  # pylint: disable=g-import-not-at-top
-  out = subprocess.run([sys.executable, 'tests/fid_multidevice_check.py', fid_weights], cwd=ROOT,
-                       env=cpu_devices_env(4), text=True, capture_output=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  one, four = fid_multidevice_check.results(fid_weights), json.loads(
-      out.stdout.strip().splitlines()[-1])
+  four = run_check('fid_multidevice_check.py', fid_weights, env=cpu_devices_env(4))
+  one = fid_multidevice_check.results(fid_weights)
   assert (one['devices'], four['devices']) == (1, 4)
   for key in ('fid', 'kid', 'kid_std', 'fid_rec'):
     np.testing.assert_allclose(four[key], one[key], rtol=1e-6)
