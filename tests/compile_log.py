@@ -21,6 +21,8 @@ _SECONDS = {'/jax/core/compile/backend_compile_duration': 'compile_s',
             '/jax/core/compile/jaxpr_trace_duration': 'trace_s',
             '/jax/core/compile/jaxpr_to_mlir_module_duration': 'lower_s'}
 _counts = collections.defaultdict(collections.Counter)
+_programs = collections.defaultdict(collections.Counter)  # per program name, over all tests
+_hit = [False]  # the cache-hit event comes just before its program's compile duration
 _CHILD = 'PYTEST_CURRENT_TEST' in os.environ  # set at start-up: a process a test started
 _installed = False  # once per process: twice would count every event twice
 
@@ -32,15 +34,20 @@ def _test() -> str:
 def _on_event(event, **_):
   if event == '/jax/compilation_cache/cache_hits':
     _counts[_test()]['from_cache'] += 1
+    _hit[0] = True
 
 
-def _on_duration(event, duration_secs, **_):
+def _on_duration(event, duration_secs, fun_name='?', **_):
   key = _SECONDS.get(event)
   if key:
     counts = _counts[_test()]
     counts[key] += duration_secs
     if key == 'compile_s':
       counts['programs'] += 1
+      program = _programs[f'{_test()} {fun_name}']
+      program['from_cache' if _hit[0] else 'compiled'] += 1
+      program['load_s' if _hit[0] else 'compile_s'] += duration_secs
+      _hit[0] = False
 
 
 def _write(directory, pid):
@@ -53,6 +60,8 @@ def _write(directory, pid):
   process['process_cpu_s'] += usage.ru_utime + usage.ru_stime
   with open(os.path.join(directory, f'{os.getpid()}.json'), 'w') as f:
     json.dump({test: dict(c) for test, c in _counts.items()}, f)
+  with open(os.path.join(directory, f'{os.getpid()}.programs'), 'w') as f:
+    json.dump({name: dict(c) for name, c in _programs.items()}, f)
 
 
 def install():
@@ -90,6 +99,15 @@ def report(directory, top=15):
   for test, c in sorted(totals.items(), key=lambda kv: -kv[1]['compile_s'])[:top]:
     print(f'| {test} | {c["programs"]} | {c["from_cache"]} | {c["compile_s"]:.1f} | '
           f'{c["trace_s"]:.1f} | {c["processes"]} | {c["process_cpu_s"]:.0f} |')
+  programs = collections.defaultdict(collections.Counter)
+  for path in glob.glob(os.path.join(directory, '*.programs')):
+    with open(path) as f:
+      for name, counts in json.load(f).items():
+        programs[name.rsplit(' ', 1)[-1]].update(counts)
+  print('\n| program (by name) | compiled | compile s | from cache | load s |\n|---|---|---|---|---|')
+  for name, c in sorted(programs.items(), key=lambda kv: -kv[1]['compile_s'])[:top]:
+    print(f'| {name} | {c["compiled"]} | {c["compile_s"]:.1f} | {c["from_cache"]} | '
+          f'{c["load_s"]:.1f} |')
 
 
 if __name__ == '__main__':

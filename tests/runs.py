@@ -36,23 +36,33 @@ def run_check(script: str, *args, env: dict, timeout: int = 300) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_main_here(*args):
-  """main.py's `main` in this process: its flags, error handling, exit code and printed output,
-  as `run_main` returns them, without the ~8 s of imports (TensorFlow, JAX) a new interpreter pays.
-  For runs that end in a message or only read a finished run (sample, fid, ood, translate), whose
-  checks read the exit code, what main.py prints and what it writes; its log lines go to the
-  test's own logging (tests that read those, and training runs, use `run_main`). One step is left
-  out: looking for other hosts (`hosts.initialize`), which JAX allows only before its first
-  computation; this process is one host (the multi-host tests start processes). Nothing main.py
-  leaves in this process outlives the call (parsed flags, log filters, the working folder, the
-  storage-traceback switch)."""
+def run_main_here(*args, cwd: str = ROOT):
+  """main.py's `main` in this process, from `cwd`: its flags, error handling, exit code, printed
+  output and log (in `stderr`, as main.py's absl logging writes it), as `run_main` returns them,
+  without the 7-11 s of CPU a new interpreter pays for its imports (TensorFlow, JAX) and start-up.
+  For training runs too, and for modes that read a finished run (sample, fid, ood, translate). One
+  step is left out: looking for other hosts (`hosts.initialize`), which JAX allows only before its
+  first computation; this process is one host. So runs that must be processes start one with
+  `run_main`: several hosts, several devices, a signal sent from outside, a restart that must
+  find the compiled steps on disk. Nothing main.py leaves in this process outlives the call
+  (parsed flags and the --config.FIELD flags each parse defines, log level and filters, the
+  working folder, the storage-traceback switch)."""
   import main  # pylint: disable=g-import-not-at-top  # (defines main.py's absl flags, once)
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   argv = ['main.py', *args]
   stdout, stderr, code = io.StringIO(), io.StringIO(), 0
-  handlers = {h: list(h.filters) for h in logging.getLogger().handlers}
+  root = logging.getLogger()
+  handlers = {h: list(h.filters) for h in root.handlers}
+  level, verbosity = root.level, absl_logging.get_verbosity()
+  log = logging.StreamHandler(stderr)  # what main.py's absl handler would write to stderr
+  log.setFormatter(absl_logging.PythonFormatter())
+  root.addHandler(log)
+  defined = set(main.FLAGS)
   try:
+    root.setLevel(logging.INFO)  # main.py's level: absl's default verbosity once flags are parsed
+    absl_logging.set_verbosity(absl_logging.INFO)
     # (sys.argv too: ml_collections finds the --config.FIELD overrides there.)
-    with contextlib.chdir(ROOT), contextlib.redirect_stdout(stdout), \
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), \
         contextlib.redirect_stderr(stderr), mock.patch.object(sys, 'argv', argv), \
         mock.patch.object(main.hosts, 'initialize', lambda *_: None), \
         mock.patch.object(workdir_lib, 'SHOW_STORAGE_TRACEBACKS',  # (main sets it from --verbose)
@@ -62,7 +72,12 @@ def run_main_here(*args):
       except SystemExit as e:
         code = e.code if isinstance(e.code, int) else int(e.code is not None)
   finally:
+    for name in set(main.FLAGS) - defined:  # --config.FIELD overrides: defined by each parse
+      delattr(main.FLAGS, name)
     main.FLAGS.unparse_flags()
+    root.removeHandler(log)
+    root.setLevel(level)
+    absl_logging.set_verbosity(verbosity)
     for handler, filters in handlers.items():
       handler.filters[:] = filters
   return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())

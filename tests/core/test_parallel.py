@@ -12,7 +12,7 @@ import pytest
 from configs import toy2d
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, workdir as workdir_lib
-from runs import ROOT, free_port, run_check
+from runs import ROOT, free_port, run_check, run_main_here
 
 
 @pytest.mark.long
@@ -49,9 +49,7 @@ def test_two_processes_equal_one_process(tmp_path):
                              f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
                              f'--process_id={i}'], cwd=ROOT, env=cpu_devices_env(2), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
-  single = subprocess.run([sys.executable, 'main.py', *FLAGS_2D, f'--workdir={tmp_path / "one"}'],
-                          cwd=ROOT, env=cpu_devices_env(1), text=True, capture_output=True,
-                          timeout=300)
+  single = run_main_here(*FLAGS_2D, f'--workdir={tmp_path / "one"}')  # this process: 1 device
   outputs = []
   try:
     for p in procs:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from runs import ROOT
+from runs import run_main_here
 from sintrovae_jax.core import losses
 from sintrovae_jax.evaluators import metrics_3d
 from sintrovae_jax.core.chamfer import chamfer_distance, chamfer_terms
@@ -409,8 +409,6 @@ def test_shapes_run_trains_and_beats_the_untrained_model_on_every_metric(tmp_pat
 def test_imported_release_samples_through_main(tmp_path):
   """scripts/import_points_checkpoint.py on a state dict with the release's layout, then
   `main.py --mode=sample` on the workdir it writes: the imported decoder's clouds come out."""
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   import torch_files  # pylint: disable=g-import-not-at-top
   from scripts import import_points_checkpoint  # pylint: disable=g-import-not-at-top
   from sintrovae_jax.core import inference  # pylint: disable=g-import-not-at-top
@@ -426,9 +424,7 @@ def test_imported_release_samples_through_main(tmp_path):
   np.testing.assert_allclose(
       np.transpose(np.asarray(inference.decode(standard.build(config).model, state, z)), (0, 2, 1)),
       _torch_forward(sd, np.zeros((2, 2048, 3), np.float32), z)[2], rtol=1e-3, atol=1e-3)
-  out = subprocess.run([sys.executable, 'main.py', '--mode=sample', f'--workdir={workdir}',
-                        '--num_samples=4'], cwd=ROOT, text=True, capture_output=True,
-                       timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  out = run_main_here('--mode=sample', f'--workdir={workdir}', '--num_samples=4')
   assert out.returncode == 0, out.stderr[-2000:]
   assert np.load(os.path.join(workdir, 'samples', 'samples_00000000.npy')).shape == (4, 2048, 3)
   # Not a state dict of this model: one line, exit 1.

@@ -18,7 +18,7 @@ from sintrovae_jax.evaluators import translation as scores
 from sintrovae_jax.families.residual import ImageEncoder
 from sintrovae_jax.families.translation import inference, networks
 from sintrovae_jax.program import config_lib, train
-from runs import assert_states_close, latest_step, params_of, run_main, run_main_here
+from runs import assert_states_close, latest_step, params_of, run_main_here
 from tiny import TINY_IMAGE
 
 sg = jax.lax.stop_gradient
@@ -301,11 +301,11 @@ def test_main_trains_on_an_image_folder_and_writes_the_translation_grid(tmp_path
   train_dir, heldout_dir = rendered_objects.write_folders(
       images, rendered_objects.heldout_mask(4, 8), str(tmp_path / 'data'))
   workdir = str(tmp_path / 'run')
-  out = run_main('--config=configs/translation.py:cars3d', f'--workdir={workdir}',
-                 f'--config.data_dir={train_dir}',
-                 *[f'--config.{k}={v}' for k, v in TINY_TRANSLATION.items()
-                   if k not in ('channels', 'translation_generator_channels')],
-                 '--config.channels=(8,)', '--config.translation_generator_channels=(8,4)')
+  out = run_main_here('--config=configs/translation.py:cars3d', f'--workdir={workdir}',
+                      f'--config.data_dir={train_dir}',
+                      *[f'--config.{k}={v}' for k, v in TINY_TRANSLATION.items()
+                        if k not in ('channels', 'translation_generator_channels')],
+                      '--config.channels=(8,)', '--config.translation_generator_channels=(8,4)')
   assert out.returncode == 0, out.stderr[-3000:]
   # Exact resume: 2 steps, then on to 4 in another run, equal the uninterrupted 4 steps.
   config = translation_config.get_config('cars3d')

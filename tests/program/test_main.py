@@ -13,7 +13,7 @@ from PIL import Image
 from configs import image_folder, mnist, toy2d
 from sintrovae_jax.data import image_files, kinds, numpy_batches, pipeline as input_pipeline
 from sintrovae_jax.program import config_lib, errors, standard, train
-from runs import (assert_states_close, latest_step, params_of, run_main, run_main_here,
+from runs import (assert_states_close, latest_step, params_of, run_main_here,
                   stop_long_2d_run)
 from tiny import FID_TINY_FLAGS, LONG_2D_FLAGS, TINY_IMAGE, tiny_2d_flags, tiny_mnist
 
@@ -22,7 +22,8 @@ from tiny import FID_TINY_FLAGS, LONG_2D_FLAGS, TINY_IMAGE, tiny_2d_flags, tiny_
 
 def test_2d_run_writes_results_pictures_and_samples(tmp_path):
   workdir = str(tmp_path / 'run')
-  out = run_main('--config=configs/toy2d.py:8gaussians', f'--workdir={workdir}', *tiny_2d_flags())
+  out = run_main_here('--config=configs/toy2d.py:8gaussians', f'--workdir={workdir}',
+                      *tiny_2d_flags())
   assert out.returncode == 0, out.stderr[-3000:]
   results = json.load(open(os.path.join(workdir, 'eval_results.json')))
   assert set(results) >= {'kl', 'jsd', 'gnelbo'} and all(np.isfinite(list(results.values())))
@@ -94,11 +95,12 @@ def test_2d_resume_after_sigterm_equals_uninterrupted(tmp_path):
 
   # Resume to a final step a little past the stop, and compare with a run that never stopped.
   end = stop_step + 30
-  resumed = run_main('--config=configs/toy2d.py:8gaussians', f'--workdir={stopped}', *flags,
-                     f'--config.num_train_steps={end}')
+  resumed = run_main_here('--config=configs/toy2d.py:8gaussians', f'--workdir={stopped}', *flags,
+                          f'--config.num_train_steps={end}')
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  straight = run_main('--config=configs/toy2d.py:8gaussians', f'--workdir={tmp_path / "straight"}',
-                      *flags, f'--config.num_train_steps={end}')
+  straight = run_main_here('--config=configs/toy2d.py:8gaussians',
+                           f'--workdir={tmp_path / "straight"}', *flags,
+                           f'--config.num_train_steps={end}')
   assert straight.returncode == 0, straight.stderr[-3000:]
   config.num_train_steps = end
   assert_states_close(params_of(stopped, config), params_of(str(tmp_path / 'straight'), config))
@@ -119,10 +121,10 @@ def test_image_folder_skips_corrupt_files(tmp_path, fid_weights):
   good, bad = image_files.check_image_files(listed)
   assert len(good) == 6 and [os.path.basename(b) for b in bad] == ['broken.jpg']
 
-  out = run_main('--config=configs/image_folder.py', f'--workdir={tmp_path / "run"}',
-                 f'--config.data_dir={tmp_path / "images"}', '--config.image_size=16',
-                 *[f'--config.{k}={v}' for k, v in TINY_IMAGE.items() if k != 'channels'],
-                 '--config.channels=(8,)', *FID_TINY_FLAGS)
+  out = run_main_here('--config=configs/image_folder.py', f'--workdir={tmp_path / "run"}',
+                      f'--config.data_dir={tmp_path / "images"}', '--config.image_size=16',
+                      *[f'--config.{k}={v}' for k, v in TINY_IMAGE.items() if k != 'channels'],
+                      '--config.channels=(8,)', *FID_TINY_FLAGS)
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'Skipping 1 unreadable image file' in out.stderr
   assert os.path.exists(tmp_path / 'run' / 'pictures' / 'real_rec_sample_00000004.png')

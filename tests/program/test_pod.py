@@ -31,7 +31,7 @@ from sintrovae_jax.data import image_files
 from sintrovae_jax.io import fs
 from sintrovae_jax.program import config_lib, lease, standard, workdir as workdir_lib
 
-from runs import ROOT, latest_step, restored  # pylint: disable=g-bad-import-order
+from runs import ROOT, latest_step, restored, run_main_here  # pylint: disable=g-bad-import-order
 
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import prepare_images  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -150,12 +150,10 @@ def test_two_hosts_stop_together_on_sigterm_and_resume_exactly(tmp_path):
   for cwd in cwds:
     assert not os.listdir(cwd)  # each host wrote nothing of its own
 
-  # --mode=sample from a fresh process elsewhere, with the run's saved config.
+  # --mode=sample from another folder, with the run's saved config.
   fresh = tmp_path / 'fresh'
   fresh.mkdir()
-  out = subprocess.run([sys.executable, MAIN, '--mode=sample', f'--workdir={workdir}',
-                        '--num_samples=16'], cwd=fresh, env=cpu_devices_env(1), text=True,
-                       capture_output=True, timeout=240)
+  out = run_main_here('--mode=sample', f'--workdir={workdir}', '--num_samples=16', cwd=str(fresh))
   assert out.returncode == 0, out.stderr[-3000:]
   assert os.path.exists(os.path.join(workdir, 'samples', f'scatter_{end:08d}.png'))
   assert not os.listdir(fresh)

@@ -365,7 +365,7 @@ def test_a_full_disk_while_saving_ends_in_one_line_and_the_rerun_resumes(small_d
   assert 'No space left on device' in line and 'Free some space' in line, line
   assert f'the last good one is step {last};' in line and 'MiB' in line, line
   assert len(output.splitlines()) < 60, output  # not hundreds of lines of background tracebacks
-  out = run_main(*flags, *tiny_2d_flags(steps=last + 10, vae=20)[1:2])  # a shorter run
+  out = run_main_here(*flags, *tiny_2d_flags(steps=last + 10, vae=20)[1:2])  # a shorter run
   assert out.returncode == 0, out.stderr[-3000:]
   assert f'Resuming from checkpoint at step {last}' in out.stderr
 
@@ -378,9 +378,10 @@ def test_a_workdir_that_cannot_be_written_ends_in_one_line(small_disk, tmp_path)
   assert out.returncode == 1 and 'is a file, not a folder' in _one_error_line(out.stderr)
 
   run = str(small_disk / 'run')
-  assert run_main(*flags, f'--workdir={run}').returncode == 0
+  assert run_main_here(*flags, f'--workdir={run}').returncode == 0
   subprocess.run(['mount', '-o', 'remount,ro', str(small_disk)], check=True)
-  out = run_main(*flags, '--config.num_train_steps=6', f'--workdir={run}')  # resume: read-only
+  # Resumed on the read-only disk: a process, as its whole output, up to its exit, is one line.
+  out = run_main(*flags, '--config.num_train_steps=6', f'--workdir={run}')
   line = _one_error_line(out.stderr)
   assert out.returncode == 1 and 'Read-only file system' in line and 'writable' in line, line
   out = run_main_here('--mode=sample', f'--workdir={run}', '--num_samples=8')
@@ -396,11 +397,12 @@ def test_a_damaged_manifest_is_passed_over_in_one_warning(tmp_path):
            '--config.checkpoint_every_steps=2', '--config.compilation_cache_dir=']
   outputs = {}
   trained = str(tmp_path / 'trained')
-  assert run_main(*flags, f'--workdir={trained}').returncode == 0
+  assert run_main_here(*flags, f'--workdir={trained}').returncode == 0
   for verbose in (False, True):
     workdir = str(tmp_path / f'run_{verbose}')
     shutil.copytree(trained, workdir)  # one run trained, damaged twice
     _damage(os.path.join(workdir, 'checkpoints', '4'), 'manifest')
+    # A process: what its background threads print, up to its exit, is part of the output.
     out = run_main(*flags, f'--workdir={workdir}', '--config.num_train_steps=6',
                    *(['--verbose'] if verbose else []))
     assert out.returncode == 0, out.stderr[-3000:]
