@@ -4,10 +4,10 @@ tests/golden/fid_golden.npz was made by tests/golden/make_fid_golden.py with pyt
 network and code, torch-fidelity's KID and the same weights, outside this project (see there).
 """
 
+import contextlib
+import io
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -120,11 +120,14 @@ def test_files_that_are_not_the_fid_network_are_refused_clearly(tmp_path):
 
 
 def _run_script(*args):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, 'scripts/fid.py', *args], cwd=ROOT, env=env, text=True,
-                       capture_output=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  """scripts/fid.py's main on `args`, in this process (a new one would add its imports' CPU
+  seconds); its exit code, and the JSON line it prints."""
+  from scripts import fid as fid_script  # pylint: disable=g-import-not-at-top
+  stdout, stderr = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    code = fid_script.main(list(args))
+  assert code == 0, stderr.getvalue()[-3000:]
+  return json.loads(stdout.getvalue().strip().splitlines()[-1])
 
 
 def test_script_on_npz_and_folder_equals_the_library(tmp_path, fid_weights, variables):
