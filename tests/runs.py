@@ -72,12 +72,12 @@ def run_main_here(*args, cwd: str = ROOT):
       except SystemExit as e:
         code = e.code if isinstance(e.code, int) else int(e.code is not None)
   finally:
+    root.removeHandler(log)  # (first: what follows logs, and main.py's output has ended)
+    root.setLevel(level)
+    absl_logging.set_verbosity(verbosity)
     for name in set(main.FLAGS) - defined:  # --config.FIELD overrides: defined by each parse
       delattr(main.FLAGS, name)
     main.FLAGS.unparse_flags()
-    root.removeHandler(log)
-    root.setLevel(level)
-    absl_logging.set_verbosity(verbosity)
     for handler, filters in handlers.items():
       handler.filters[:] = filters
   return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
