@@ -4,8 +4,11 @@
 process a test starts (main.py runs, notebooks, multi-device checks: through the sitecustomize in
 compile_log_site/, which conftest puts on their PYTHONPATH), write DIR/<pid>.json at exit: per test
 (pytest's PYTEST_CURRENT_TEST, which the children inherit), the programs compiled, the programs
-served from the persistent cache, and the seconds spent tracing, lowering and compiling. Then
-`python tests/compile_log.py DIR` prints the totals and the tests that compile the most.
+served from the persistent cache, and the seconds spent tracing, lowering and compiling; and
+DIR/<pid>.programs: per test and program name (pmapped programs are all `jit(_fun)`: pmap is a
+shard_map inside), how often it was compiled or loaded from the cache, and the seconds each took.
+Then `python tests/compile_log.py DIR` prints the totals, the tests that compile the most and the
+programs (by name, over all tests) that take the most compile time.
 """
 
 import collections

@@ -44,7 +44,9 @@ def run_main_here(*args, cwd: str = ROOT):
   step is left out: looking for other hosts (`hosts.initialize`), which JAX allows only before its
   first computation; this process is one host. So runs that must be processes start one with
   `run_main`: several hosts, several devices, a signal sent from outside, a restart that must
-  find the compiled steps on disk. Nothing main.py leaves in this process outlives the call
+  find the compiled steps on disk, and a failing run whose whole output must be one line (its
+  background threads may print up to the process's exit, after this call would have returned).
+  Nothing main.py leaves in this process outlives the call
   (parsed flags and the --config.FIELD flags each parse defines, log level and filters, the
   working folder, the storage-traceback switch)."""
   import main  # pylint: disable=g-import-not-at-top  # (defines main.py's absl flags, once)
