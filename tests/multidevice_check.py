@@ -7,10 +7,10 @@ KIND: '2d' (the MLPs, standard variant), 'image' (the image networks, one level 
 convolutions, BatchNorm, residual blocks, at half the two-level network's compile time; with every
 training option on: weight EMA, translation and cutout, the bootstrap variant with a target
 refreshed every 3 steps; 2 warm-up steps, so each path compiles the two-phase program with the
-options), or 'points' (the 3D variant: point networks with BatchNorm, Chamfer, a N(0, 0.2^2)
-prior, its redrawn latents), or 'translation' (the two-encoder family on 8 px images: two encoders
-with BatchNorm, the AdaIN generator, Soft-IntroVAE steps only). Each kind compiles its step for
-one device and under pmap (main.py's path); 'image' also under shard_map
+options; plain SGD, see `setup`), or 'points' (the 3D variant: point networks with BatchNorm,
+Chamfer, a N(0, 0.2^2) prior, its redrawn latents), or 'translation' (the two-encoder family on
+8 px images: two encoders with BatchNorm, the AdaIN generator, Soft-IntroVAE steps only). Each
+kind compiles its step for one device and under pmap (main.py's path); 'image' also under shard_map
 (`parallel.shard_map_train_step`, for users' jit-and-shardings programs). That wrapper is the same
 for every family (state replicated, batch split, the step's own collectives on parallel.AXIS,
 which pmap exercises for each kind), so one kind checks it: the one with the most state (BatchNorm
@@ -25,6 +25,7 @@ import sys
 
 import jax
 import numpy as np
+import optax
 
 import sintrovae_jax as sv
 from sintrovae_jax.core import parallel
@@ -58,6 +59,13 @@ def setup(kind):
     state = sv.create_train_state(model, jax.random.PRNGKey(0), shape, tx)
     return model, weights, 0, state, batches, {}
   if kind == 'image':  # every option on; 5 steps: 2 warm-up, 3 (target refreshed after the 3rd)
+    # Plain SGD: N devices == 1 device to float32 rounding (1.5e-8 here), whatever code XLA
+    # makes. Under Adam the two sides differed by 2e-3 to 2e-6 as XLA's version and flags
+    # changed: its first steps move an entry by ~lr whatever its gradient's size, so entries
+    # whose gradient is near zero step apart on rounding alone. The optimiser is applied after
+    # the average, the same code on both sides; with the encoder's gradient not averaged the
+    # two sides differ by 7e-5.
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=sv.learning_rate_schedule(1e-4, (6,)))
     model = sv.SoftIntroVAE(sv.ImageEncoder((8,), 4), sv.ImageDecoder((8,), 8, 3))  # one level
     shape, batch = (8, 8, 3), 8
     weights = sv.LossWeights(1.0, 1.0, 256.0, scale=sv.default_scale(shape))

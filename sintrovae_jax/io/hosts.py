@@ -48,6 +48,11 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id)
+    if jax.default_backend() == 'cpu':
+      # A program that JAX 0.12.1 loads from the persistent compilation cache waits forever in
+      # its first collective between CPU processes (both hosts in block_until_ready; compiled
+      # afresh it runs): these processes compile their own. TPU and GPU hosts keep the cache.
+      jax.config.update('jax_enable_compilation_cache', False)
   else:
     try:
       jax.distributed.initialize()  # TPU VM slices, GKE, Slurm: JAX finds the coordinator

@@ -61,7 +61,10 @@ class Preemption:
 
 def configure_compilation_cache(config, workdir: str) -> str:
   """Points JAX's persistent compilation cache at config.compilation_cache_dir (before any
-  compile); a JAX_COMPILATION_CACHE_DIR set in the environment wins. Returns the folder or ''."""
+  compile); a JAX_COMPILATION_CACHE_DIR set in the environment wins. Returns the folder, or ''
+  where there is none or it is off (hosts.initialize turns it off for several CPU processes)."""
+  if not jax.config.jax_enable_compilation_cache:
+    return ''
   if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
     return os.environ['JAX_COMPILATION_CACHE_DIR']
   folder = config.compilation_cache_dir.replace('{workdir}', fs.absolute(workdir))  # gs:// too

@@ -34,7 +34,8 @@ def test_four_devices_equal_one_device(kind):
 
 
 
-# num_vae_steps=20, as test_pod.py's two hosts: the same two-process programs, compiled once.
+# num_vae_steps=20, as test_pod.py's two hosts (whose programs are compiled in each run: several
+# CPU processes do not use the compilation cache, hosts.initialize says why).
 FLAGS_2D = ['--config=configs/toy2d.py:8gaussians', '--config.mlp_hidden=(16,16)',
             '--config.num_train_steps=30', '--config.num_vae_steps=20', '--config.batch_size=64',
             '--config.log_every_steps=10', '--config.sample_every_steps=20',

@@ -129,7 +129,9 @@ def test_two_hosts_stop_together_on_sigterm_and_resume_exactly(tmp_path):
   # Both hosts stopped after the same step: the one saved.
   for output in outputs:
     assert f'Stopped at step {stop} on a stop signal' in output, output[-2000:]
-  assert json.load(open(os.path.join(workdir, 'startup.json')))['process_count'] == 2
+  report = json.load(open(os.path.join(workdir, 'startup.json')))
+  # Two CPU processes compile their own programs (hosts.initialize: loaded ones hang, JAX 0.12.1)
+  assert report['process_count'] == 2 and report['compilation_cache_dir'] == '', report
   assert [json.loads(l)['step'] for l in open(os.path.join(workdir, 'history.jsonl'))][-1] <= stop
 
   end = stop + 30
