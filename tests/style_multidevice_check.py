@@ -56,23 +56,21 @@ def run(model):
   initial = jax.device_get(state)
 
   one = jax.jit(style_step.make_style_train_step(model, weights, phase, coeffs, **options))
-  s1 = initial
+  states, metrics = [initial], []  # the one-device run: the state before each step, its metrics
   for b in batches:
-    s1, m1 = one(s1, b)
+    s1, m1 = one(states[-1], b)
+    states.append(s1)
+    metrics.append(m1)
   step_fn = style_step.make_style_train_step(model, weights, phase, coeffs, parallel.AXIS,
                                              **options)
   sp = parallel.replicate(initial)
   many = parallel.pmap_train_step(step_fn)
   for b in batches:
     sp, mp = many(sp, parallel.shard(b))
-  # Each step again from the same state on both sides (the one-device run's): the two sides'
+  # Each step again on N devices from the one-device run's state before it: the two sides'
   # metrics then differ by that step's rounding alone, not by how far their states drifted.
-  pairs, s = [], initial
-  for b in batches:
-    s_next, m_one = one(s, b)
-    _, m_many = many(parallel.replicate(s), parallel.shard(b))
-    pairs.append((m_one, jax.tree.map(lambda x: x[0], m_many)))
-    s = s_next
+  pairs = [(m, jax.tree.map(lambda x: x[0], many(parallel.replicate(s), parallel.shard(b))[1]))
+           for s, b, m in zip(states, batches, metrics)]
   return (initial, (s1, m1), (parallel.unreplicate(sp), jax.tree.map(lambda x: x[0], mp)),
           pairs)
 
