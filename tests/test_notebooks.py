@@ -102,6 +102,7 @@ def test_2d_notebook_loop_trains_what_main_py_trains(tiny_2d, tmp_path):
 
 
 @pytest.mark.long
+@pytest.mark.default_python_only
 def test_images_notebook_runs_headless_in_tiny_mode():
   nb = run_notebooks.execute(NOTEBOOKS['soft_intro_vae_images.ipynb'], {'TINY': True},
                              timeout=900)

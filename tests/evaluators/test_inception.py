@@ -65,6 +65,7 @@ def test_pool3_features_match_pytorch_fid_on_real_photos(variables):
                            GOLDEN['photo_features'][i])
 
 
+@pytest.mark.default_python_only
 def test_pool3_features_and_fid_kid_match_pytorch_fid(golden_set_features):
   faces, crops = golden_set_features['faces'], golden_set_features['crops']
   assert faces.shape == crops.shape == (fid_images.SET_SIZE, 2048)

@@ -28,6 +28,7 @@ STEPS = 300
 
 
 @pytest.mark.long
+@pytest.mark.default_python_only
 def test_digits_model_flags_faces_and_learns(tmp_path):
   train_dir, heldout_dir = real_images.mnist_folders(str(tmp_path))
   faces = real_images.faces_folder(str(tmp_path))

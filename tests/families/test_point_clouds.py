@@ -385,6 +385,7 @@ def test_folders_split_by_sorted_name_and_every_format_reads_back(tmp_path):
 
 
 @pytest.mark.long
+@pytest.mark.default_python_only
 def test_shapes_run_trains_and_beats_the_untrained_model_on_every_metric(tmp_path):
   import synthetic_shapes  # pylint: disable=g-import-not-at-top
   from configs import shapenet_points  # pylint: disable=g-import-not-at-top

@@ -403,6 +403,7 @@ def _state(workdir, config):
 
 
 @pytest.mark.long
+@pytest.mark.default_python_only
 def test_trains_through_two_resolutions_and_resumes_exactly_across_the_switch(
     tmp_path, faces, monkeypatch):
   config = tiny_style_config(faces)

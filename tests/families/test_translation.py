@@ -293,6 +293,7 @@ def test_bad_translation_config_names_field_value_and_fix(tmp_path, field, value
 
 
 @pytest.mark.long
+@pytest.mark.default_python_only
 def test_main_trains_on_an_image_folder_and_writes_the_translation_grid(tmp_path):
   """configs/translation.py on a folder of rendered objects (16 px), exact resume, the grid among
   the training pictures, --mode=translate from two folders, and a clear error for a run of another

@@ -20,6 +20,7 @@ TINY = dict(TINY_IMAGE, fid_every_steps=2, fid_num_samples=6, fid_num_reference=
 
 
 @pytest.mark.long
+@pytest.mark.default_python_only
 def test_image_run_writes_fid_kid_and_fid_rec(tmp_path, fid_weights):
   workdir = str(tmp_path / 'run')
   with tfds.testing.mock_data(num_examples=12):

@@ -107,6 +107,7 @@ def test_2d_resume_after_sigterm_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.long
+@pytest.mark.default_python_only
 def test_image_folder_skips_corrupt_files(tmp_path, fid_weights):
   folder = tmp_path / 'images' / 'nested'
   folder.mkdir(parents=True)
