@@ -167,20 +167,22 @@ def kernel_inception_distance(f1: np.ndarray, f2: np.ndarray, subsets: int = KID
   return float(np.mean(mmds)), float(np.std(mmds))
 
 
-def compare(a: FeatureSet, b: FeatureSet, kid_subsets: int = KID_SUBSETS,
-            kid_subset_size: int = KID_SUBSET_SIZE, matrix_sqrt: str = 'scipy') -> Dict[str, Any]:
-  """{'fid', 'kid', 'kid_std', 'n_a', 'n_b'}; KID is None when a set has no stored features.
-
-  With `matrix_sqrt='eigh'` and both sets' features at hand, sets of at most as many images as
-  features (e.g. a quick FID of a few hundred samples) get the trace from the features.
-  """
+def distance(a: FeatureSet, b: FeatureSet, matrix_sqrt: str = 'scipy') -> float:
+  """The FID of two sets. With `matrix_sqrt='eigh'` and both sets' features at hand, sets of at
+  most as many images as features (e.g. a quick FID of a few hundred samples) get the trace from
+  the features: the same value, without two 2048 x 2048 eigendecompositions."""
   if (matrix_sqrt == 'eigh' and _from_features(a) and _from_features(b)
       and a.sigma.shape == b.sigma.shape and max(a.num, b.num) <= a.sigma.shape[0]):
-    # Few images: the trace from their features (same value, much faster).
-    fd = _distance(a.mu, a.sigma, b.mu, b.sigma, _trace_sqrt_product_features(a, b))
-  else:
-    fd = frechet_distance(a.mu, a.sigma, b.mu, b.sigma, matrix_sqrt=matrix_sqrt)
-  out = {'fid': fd, 'kid': None, 'kid_std': None, 'n_a': a.num, 'n_b': b.num}
+    return _distance(a.mu, a.sigma, b.mu, b.sigma, _trace_sqrt_product_features(a, b))
+  return frechet_distance(a.mu, a.sigma, b.mu, b.sigma, matrix_sqrt=matrix_sqrt)
+
+
+def compare(a: FeatureSet, b: FeatureSet, kid_subsets: int = KID_SUBSETS,
+            kid_subset_size: int = KID_SUBSET_SIZE, matrix_sqrt: str = 'scipy') -> Dict[str, Any]:
+  """{'fid', 'kid', 'kid_std', 'n_a', 'n_b'}: FID as `distance` computes it; KID is None when a
+  set has no stored features."""
+  out = {'fid': distance(a, b, matrix_sqrt), 'kid': None, 'kid_std': None, 'n_a': a.num,
+         'n_b': b.num}
   if a.features is not None and b.features is not None:
     out['kid'], out['kid_std'] = kernel_inception_distance(a.features, b.features, kid_subsets,
                                                            kid_subset_size)

@@ -109,8 +109,7 @@ class FidEvaluator:
     reconstructed = fid.FeatureSet.from_features(fid.extract(
         self.extractor, self.heldout_batches(), replicated_state, self.reconstruct,
         config.fid_num_samples, 'reconstructions'))
-    fid_rec = fid.frechet_distance(reconstructed.mu, reconstructed.sigma, reference.mu,
-                                   reference.sigma, matrix_sqrt=config.fid_matrix_sqrt)
+    fid_rec = fid.distance(reconstructed, reference, config.fid_matrix_sqrt)
     return {'fid': results['fid'], 'kid': results['kid'], 'kid_std': results['kid_std'],
             'fid_rec': fid_rec, 'fid_num_samples': results['n_a'],
             'fid_num_reference': reference.num, 'fid_num_reconstructions': reconstructed.num}

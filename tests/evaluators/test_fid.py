@@ -61,9 +61,11 @@ def test_few_images_get_the_trace_from_their_features_exactly(rng):
   a = fid.FeatureSet.from_features(rng.normal(size=(30, 64)))
   b = fid.FeatureSet.from_features(rng.normal(loc=0.2, scale=1.5, size=(40, 64)))
   for matrix_sqrt in fid.MATRIX_SQRT:
-    np.testing.assert_allclose(
-        fid.compare(a, b, matrix_sqrt='eigh')['fid'],
-        fid.frechet_distance(a.mu, a.sigma, b.mu, b.sigma, matrix_sqrt=matrix_sqrt), rtol=1e-7)
+    for from_features in (fid.compare(a, b, matrix_sqrt='eigh')['fid'],
+                          fid.distance(a, b, 'eigh')):  # (the FID of reconstructions: fid_rec)
+      np.testing.assert_allclose(
+          from_features,
+          fid.frechet_distance(a.mu, a.sigma, b.mu, b.sigma, matrix_sqrt=matrix_sqrt), rtol=1e-7)
   # Sets of other feature widths: the same clear error as the covariance route.
   with pytest.raises(fid.FidError, match='different sizes'):
     fid.compare(a, fid.FeatureSet.from_features(rng.normal(size=(30, 32))), matrix_sqrt='eigh')
