@@ -397,9 +397,14 @@ def _stop_at(step_to_stop):
   return Stop
 
 
-def _state(workdir, config):
+def _state(workdir, config, step=None):
+  """The state of `workdir`'s checkpoint at `step` (default: its latest)."""
   exp = style_train.build(config)
-  return workdir_lib.latest_checkpoint_state(exp, str(workdir), 'read')
+  if step is None:
+    return workdir_lib.latest_checkpoint_state(exp, str(workdir), 'read')
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  with workdir_lib.checkpoint_manager(str(workdir), config) as manager:
+    return manager.restore(step, args=ocp.args.StandardRestore(exp.state))
 
 
 @pytest.mark.long
@@ -421,13 +426,17 @@ def test_trains_through_two_resolutions_and_resumes_exactly_across_the_switch(
   pictures = os.listdir(tmp_path / 'full' / 'pictures')
   assert 'real_rec_sample_00000040.png' in pictures  # the end of the 4 px phases
 
-  # Stopped at the last 4 px step (40), then resumed: the same final state, bit for bit.
+  # Stopped at the last 4 px step (40), then resumed through the whole 8 px fade-in (to 80, where
+  # the uninterrupted run saved a checkpoint as that phase ended; it keeps its last three, 40, 80
+  # and 200): the same state, bit for bit. (Past 80 the resumed run goes on in the same process
+  # as the uninterrupted one did: nothing there depends on the resume.)
   monkeypatch.setattr(runner, 'Preemption', _stop_at(40))
   assert style_train.train_and_evaluate(config, str(tmp_path / 'split')) is None
   assert int(_state(tmp_path / 'split', config).step) == 40
-  monkeypatch.setattr(runner, 'Preemption', _stop_at(-1))
-  style_train.train_and_evaluate(config, str(tmp_path / 'split'))
-  full, split = _state(tmp_path / 'full', config), _state(tmp_path / 'split', config)
+  monkeypatch.setattr(runner, 'Preemption', _stop_at(80))
+  assert style_train.train_and_evaluate(config, str(tmp_path / 'split')) is None
+  full, split = _state(tmp_path / 'full', config, 80), _state(tmp_path / 'split', config)
+  assert int(full.step) == int(split.step) == 80
   for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(split)):
     np.testing.assert_array_equal(a, b)
 

@@ -122,21 +122,39 @@ def test_image_folder_skips_corrupt_files(tmp_path, fid_weights):
   good, bad = image_files.check_image_files(listed)
   assert len(good) == 6 and [os.path.basename(b) for b in bad] == ['broken.jpg']
 
-  out = run_main_here('--config=configs/image_folder.py', f'--workdir={tmp_path / "run"}',
+  # FID during training too (every 2 steps, and in the final evaluation): this run is also the
+  # suite's check of FID in the training program (samples, reconstructions, curves, cache).
+  run = tmp_path / 'run'
+  out = run_main_here('--config=configs/image_folder.py', f'--workdir={run}',
                       f'--config.data_dir={tmp_path / "images"}', '--config.image_size=16',
                       *[f'--config.{k}={v}' for k, v in TINY_IMAGE.items() if k != 'channels'],
-                      '--config.channels=(8,)', *FID_TINY_FLAGS)
+                      '--config.channels=(8,)', *FID_TINY_FLAGS, '--config.fid_every_steps=2',
+                      f'--config.fid_inception_weights={fid_weights}')
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'Skipping 1 unreadable image file' in out.stderr
-  assert os.path.exists(tmp_path / 'run' / 'pictures' / 'real_rec_sample_00000004.png')
-  # FID of the latest checkpoint from the command line, the run's saved settings and counts.
-  out = run_main_here('--mode=fid', f'--workdir={tmp_path / "run"}',
-                      f'--inception_weights={fid_weights}')
+  assert os.path.exists(run / 'pictures' / 'real_rec_sample_00000004.png')
+  final = json.load(open(run / 'eval_results.json'))
+  for key in ('fid', 'kid', 'kid_std', 'fid_rec'):
+    assert np.isfinite(final[key]) and (final[key] >= 0 or key == 'kid'), (key, final)
+  # 4 samples; the 6 readable images as the reference; 4 of them reconstructed.
+  assert (final['fid_num_samples'], final['fid_num_reference'],
+          final['fid_num_reconstructions']) == (4, 6, 4), final
+  rows = [json.loads(l) for l in open(run / 'history.jsonl')]
+  assert [r['step'] for r in rows if 'fid' in r] == [2, 4]
+  assert os.path.exists(run / 'pictures' / 'fid_curves.png')
+  assert len([c for c in os.listdir(run / 'fid_cache') if c.startswith('reference_')]) == 1
+
+  # FID of the latest checkpoint from the command line (the run's saved settings, the cached
+  # reference statistics): the final evaluation's numbers, and its counts.
+  out = run_main_here('--mode=fid', f'--workdir={run}', f'--inception_weights={fid_weights}')
   assert out.returncode == 0, out.stderr[-3000:]
   printed = json.loads(out.stdout.strip().splitlines()[-1])
-  assert printed == json.load(open(tmp_path / 'run' / 'fid_results.json'))
-  assert printed['step'] == 4 and printed['fid_num_samples'] == 4 and np.isfinite(printed['fid'])
-  assert printed['fid_num_reference'] == 6 and np.isfinite(printed['fid_rec'])
+  assert printed == json.load(open(run / 'fid_results.json'))
+  assert printed['step'] == 4 and printed['fid_num_samples'] == 4
+  assert printed['fid_num_reference'] == 6
+  for key in ('fid', 'kid', 'fid_rec'):
+    np.testing.assert_allclose(printed[key], final[key], rtol=1e-6, err_msg=key)
+  assert len([c for c in os.listdir(run / 'fid_cache') if c.startswith('reference_')]) == 1
   config = image_folder.get_config()
   config.update(dict(TINY_IMAGE, data_dir=str(tmp_path / 'images'), image_size=16))
   batch = next(input_pipeline.train_iterator(config))
