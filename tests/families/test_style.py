@@ -9,6 +9,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from configs import ffhq256
@@ -402,7 +403,6 @@ def _state(workdir, config, step=None):
   exp = style_train.build(config)
   if step is None:
     return workdir_lib.latest_checkpoint_state(exp, str(workdir), 'read')
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   with workdir_lib.checkpoint_manager(str(workdir), config) as manager:
     return manager.restore(step, args=ocp.args.StandardRestore(exp.state))
 

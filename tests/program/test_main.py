@@ -142,7 +142,8 @@ def test_image_folder_skips_corrupt_files(tmp_path, fid_weights):
   rows = [json.loads(l) for l in open(run / 'history.jsonl')]
   assert [r['step'] for r in rows if 'fid' in r] == [2, 4]
   assert os.path.exists(run / 'pictures' / 'fid_curves.png')
-  assert len([c for c in os.listdir(run / 'fid_cache') if c.startswith('reference_')]) == 1
+  references = lambda: [c for c in os.listdir(run / 'fid_cache') if c.startswith('reference_')]
+  assert len(references()) == 1
 
   # FID of the latest checkpoint from the command line (the run's saved settings, the cached
   # reference statistics): the final evaluation's numbers, and its counts.
@@ -154,7 +155,7 @@ def test_image_folder_skips_corrupt_files(tmp_path, fid_weights):
   assert printed['fid_num_reference'] == 6
   for key in ('fid', 'kid', 'fid_rec'):
     np.testing.assert_allclose(printed[key], final[key], rtol=1e-6, err_msg=key)
-  assert len([c for c in os.listdir(run / 'fid_cache') if c.startswith('reference_')]) == 1
+  assert len(references()) == 1  # read from the cache, not computed again
   config = image_folder.get_config()
   config.update(dict(TINY_IMAGE, data_dir=str(tmp_path / 'images'), image_size=16))
   batch = next(input_pipeline.train_iterator(config))
