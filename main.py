@@ -56,7 +56,10 @@ class _QuietLibraries(logging.Filter):
 
 
 def _fail(message: str, code: int) -> None:
-  print(f'error: {message}', file=sys.stderr)
+  # One write, its newline included: print() writes the line and its end apart, and a background
+  # thread's output (Gloo's, on several hosts) could land between them, inside the error line.
+  sys.stderr.write(f'error: {message}\n')
+  sys.stderr.flush()
   sys.exit(code)
 
 

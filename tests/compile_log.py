@@ -28,6 +28,8 @@ _programs = collections.defaultdict(collections.Counter)  # per program name, ov
 _hit = [False]  # the cache-hit event comes just before its program's compile duration
 _CHILD = 'PYTEST_CURRENT_TEST' in os.environ  # set at start-up: a process a test started
 _installed = False  # once per process: twice would count every event twice
+_directory = []  # where install() writes
+_role = [None]  # '(fork servers)' in tests/zygote.py, whose children count under their tests
 
 
 def _test() -> str:
@@ -58,7 +60,7 @@ def _write(directory, pid):
     return
   usage = resource.getrusage(resource.RUSAGE_SELF)
   # The process itself: under the test that started it, or, for pytest's own processes, apart.
-  process = _counts[_test() if _CHILD else '(pytest processes)']
+  process = _counts[_role[0] or (_test() if _CHILD else '(pytest processes)')]
   process['processes'] += 1
   process['process_cpu_s'] += usage.ru_utime + usage.ru_stime
   with open(os.path.join(directory, f'{os.getpid()}.json'), 'w') as f:
@@ -74,6 +76,7 @@ def install():
   if not directory or _installed:  # pytest's processes: sitecustomize, then conftest, call this
     return
   _installed = True
+  _directory[:] = [directory]
   import atexit  # pylint: disable=g-import-not-at-top
   import jax.monitoring  # pylint: disable=g-import-not-at-top
   os.makedirs(directory, exist_ok=True)
@@ -84,6 +87,18 @@ def install():
   if SITE not in paths:  # children count too
     os.environ['PYTHONPATH'] = os.pathsep.join([SITE, os.path.dirname(SITE)] +
                                                [p for p in paths if p])
+
+
+def forked():
+  """In a child that tests/zygote.py forked from a counting process: this process's own counts,
+  written at its exit (the parent's hook would write nothing here: another pid)."""
+  if _installed:
+    import atexit  # pylint: disable=g-import-not-at-top
+    _role[0] = None
+    _counts.clear()
+    _programs.clear()
+    _hit[0] = False
+    atexit.register(_write, _directory[0], os.getpid())
 
 
 def report(directory, top=15):

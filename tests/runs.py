@@ -16,22 +16,25 @@ import jax
 import numpy as np
 
 from sintrovae_jax.program import standard, workdir as workdir_lib
+import processes
 from tiny import LONG_2D_FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
 def run_main(*args, timeout=240, env=None, **kwargs):
+  """`python main.py ARGS` as a process (forked from tests/processes.py's server), its output
+  captured as text."""
   env = dict(os.environ if env is None else env, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, env=env, text=True,
-                        capture_output=True, timeout=timeout, **kwargs)
+  return processes.run([sys.executable, 'main.py', *args], cwd=ROOT, env=env, text=True,
+                       capture_output=True, timeout=timeout, **kwargs)
 
 
 def run_check(script: str, *args, env: dict, timeout: int = 300) -> dict:
   """Runs tests/SCRIPT, a check that prints its numbers as one JSON line last, in `env` (e.g.
   `devices.cpu_devices_env(4)`); returns that line, or fails with the script's stderr."""
-  out = subprocess.run([sys.executable, os.path.join('tests', script), *args], cwd=ROOT, env=env,
-                       text=True, capture_output=True, timeout=timeout)
+  out = processes.run([sys.executable, os.path.join('tests', script), *args], cwd=ROOT, env=env,
+                      text=True, capture_output=True, timeout=timeout)
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -39,8 +42,9 @@ def run_check(script: str, *args, env: dict, timeout: int = 300) -> dict:
 def run_main_here(*args, cwd: str = ROOT):
   """main.py's `main` in this process, from `cwd`: its flags, error handling, exit code, printed
   output and log (in `stderr`, as main.py's absl logging writes it), as `run_main` returns them,
-  without the 7-11 s of CPU a new interpreter pays for its imports (TensorFlow, JAX) and start-up.
-  For training runs too, and for modes that read a finished run (sample, fid, ood, translate). One
+  sharing this process's compiled programs (a process from tests/processes.py's fork server has
+  the imports done, but starts JAX afresh and loads its programs from the compilation cache). For
+  training runs too, and for modes that read a finished run (sample, fid, ood, translate). One
   step is left out: looking for other hosts (`hosts.initialize`), which JAX allows only before its
   first computation; this process is one host. So runs that must be processes start one with
   `run_main`: several hosts, several devices, a signal sent from outside, a restart that must
@@ -109,9 +113,9 @@ def assert_states_close(a, b):
 def stop_long_2d_run(workdir: str, signum: int) -> Tuple[int, str]:
   """Starts a 3,000-step 2D run, sends `signum` once it logs, returns (exit code, output)."""
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  proc = subprocess.Popen([sys.executable, 'main.py', '--config=configs/toy2d.py:8gaussians',
-                           f'--workdir={workdir}', *LONG_2D_FLAGS], cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  proc = processes.Popen([sys.executable, 'main.py', '--config=configs/toy2d.py:8gaussians',
+                          f'--workdir={workdir}', *LONG_2D_FLAGS], cwd=ROOT, env=env, text=True,
+                         stdout=processes.PIPE, stderr=processes.STDOUT)
   deadline = time.time() + 180  # startup.json: written once the first step has run
   while not os.path.exists(os.path.join(workdir, 'startup.json')) and time.time() < deadline:
     time.sleep(0.2)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import jax
@@ -12,6 +11,7 @@ import pytest
 from configs import toy2d
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, workdir as workdir_lib
+import processes
 from runs import ROOT, free_port, run_check, run_main_here
 
 
@@ -46,10 +46,10 @@ FLAGS_2D = ['--config=configs/toy2d.py:8gaussians', '--config.mlp_hidden=(16,16)
 def test_two_processes_equal_one_process(tmp_path):
   port = free_port()
   multi = str(tmp_path / 'multi')
-  procs = [subprocess.Popen([sys.executable, 'main.py', *FLAGS_2D, f'--workdir={multi}',
-                             f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
-                             f'--process_id={i}'], cwd=ROOT, env=cpu_devices_env(2), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+  procs = [processes.Popen([sys.executable, 'main.py', *FLAGS_2D, f'--workdir={multi}',
+                            f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+                            f'--process_id={i}'], cwd=ROOT, env=cpu_devices_env(2), text=True,
+                           stdout=processes.PIPE, stderr=processes.STDOUT) for i in range(2)]
   single = run_main_here(*FLAGS_2D, f'--workdir={tmp_path / "one"}')  # this process: 1 device
   outputs = []
   try:
@@ -80,8 +80,8 @@ def test_two_processes_equal_one_process(tmp_path):
 
 
 def test_batch_that_does_not_divide_over_devices_fails_before_compiling(tmp_path):
-  out = subprocess.run([sys.executable, 'main.py', *FLAGS_2D, '--config.batch_size=66',
+  out = processes.run([sys.executable, 'main.py', *FLAGS_2D, '--config.batch_size=66',
                         f'--workdir={tmp_path}'], cwd=ROOT, env=cpu_devices_env(4), text=True,
-                       capture_output=True, timeout=120)
+                      capture_output=True, timeout=120)
   assert out.returncode != 0
   assert 'config.batch_size=66 is invalid' in out.stderr and 'multiple of 4' in out.stderr

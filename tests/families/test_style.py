@@ -289,7 +289,7 @@ def test_stop_gradients_are_where_the_reference_puts_them():
 @functools.partial(jax.jit, static_argnames=('model', 'alpha'))
 def _gradients_at_8px(model, enc, dec, x, alpha):
   """The encoder's and the decoder's gradients of their losses at 8 px (lod 1): one program per
-  (model, alpha), which the tests below share."""
+  (model, alpha)."""
   d = _draws(model, 1)
   return (jax.grad(lambda p: style_step.encoder_objective(p, dec, x, d, model, WEIGHTS, 1,
                                                           alpha)[0])(enc),
@@ -297,7 +297,11 @@ def _gradients_at_8px(model, enc, dec, x, alpha):
                                                           alpha)[0])(dec))
 
 
-def test_gradients_reach_exactly_the_resolutions_in_use():
+def test_gradients_reach_exactly_the_resolutions_in_use_and_remat_keeps_them():
+  """At 8 px, plain and fading in: the gradients reach the blocks in use and no other. Then
+  config.remat for the style model: the blocks run under jax.checkpoint (so their activations are
+  recomputed for the gradient), with the same parameter tree and the same gradients. (One test:
+  both halves take the plain 0.4 program, which two tests on two workers compiled twice.)"""
   model, enc, dec, x = _setup(lod=1)
   norm = lambda tree: float(sum(jnp.sum(jnp.abs(v)) for v in jax.tree.leaves(tree)))
   for alpha in (None, 0.4):
@@ -312,11 +316,6 @@ def test_gradients_reach_exactly_the_resolutions_in_use():
     assert (norm(g_enc['from_rgb_1']) > 0) == fading
     assert (norm(g_dec['to_rgb_0']) > 0) == fading
 
-
-def test_remat_recomputes_the_blocks_with_the_same_parameters_and_gradients():
-  """config.remat for the style model: the blocks run under jax.checkpoint (so their activations
-  are recomputed for the gradient), with the same parameter tree and the same gradients."""
-  model, enc, dec, x = _setup(lod=1)
   remat = tiny_style_model(remat=True)
   for a, b in zip(remat.init(jax.random.PRNGKey(3)), model.init(jax.random.PRNGKey(3))):
     assert jax.tree.structure(a) == jax.tree.structure(b)
@@ -327,7 +326,6 @@ def test_remat_recomputes_the_blocks_with_the_same_parameters_and_gradients():
   checkpointed = lambda m: re.search(r'\b(remat\w*|checkpoint)\[', str(jax.make_jaxpr(
       lambda: _gradients_at_8px.__wrapped__(m, enc, dec, x, 0.4))()))
   assert checkpointed(remat) and not checkpointed(model)
-  # The plain model's program is test_gradients_reach_exactly_the_resolutions_in_use's.
   for got, want in zip(_gradients_at_8px(remat, enc, dec, x, 0.4),
                        _gradients_at_8px(model, enc, dec, x, 0.4)):
     _assert_trees_close(got, want)

@@ -3,7 +3,6 @@ calls at every step where the loop acts."""
 
 import json
 import os
-import subprocess
 import sys
 
 import jax
@@ -12,6 +11,7 @@ import pytest
 
 from configs import toy2d
 from devices import cpu_devices_env
+import processes
 from runs import ROOT, restored
 from sintrovae_jax.program import config_lib, standard, train, workdir as workdir_lib
 
@@ -68,10 +68,10 @@ def test_any_steps_per_call_trains_the_same_model(tmp_path):
 def test_steps_per_call_on_four_devices_equal_one_device(tmp_path):
   flags = [f'--config.{k}={v}' for k, v in RUN.items() if k != 'mlp_hidden']
   workdir = str(tmp_path / 'four')
-  out = subprocess.run([sys.executable, 'main.py', '--config=configs/toy2d.py:8gaussians',
-                        f'--workdir={workdir}', '--config.mlp_hidden=(16,16)', *flags,
-                        '--config.steps_per_dispatch=4'], cwd=ROOT, env=cpu_devices_env(4),
-                       text=True, capture_output=True, timeout=300)
+  out = processes.run([sys.executable, 'main.py', '--config=configs/toy2d.py:8gaussians',
+                       f'--workdir={workdir}', '--config.mlp_hidden=(16,16)', *flags,
+                       '--config.steps_per_dispatch=4'], cwd=ROOT, env=cpu_devices_env(4),
+                      text=True, capture_output=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'on 4 device(s)' in out.stderr
   config = _config(steps_per_dispatch=4)

@@ -4,12 +4,12 @@
 and --mode=fid from its checkpoint, is tests/program/test_main.py's image folder run.)"""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
 
 from devices import cpu_devices_env
+import processes
 from runs import ROOT, free_port, run_check
 
 
@@ -25,9 +25,9 @@ def test_four_devices_equal_one_device(fid_weights):
 
 def test_two_hosts_gather_rows_agree_on_batch_counts_and_fail_together():
   address = f'127.0.0.1:{free_port()}'
-  procs = [subprocess.Popen([sys.executable, 'tests/fid_hosts_check.py', address, str(i)],
-                            cwd=ROOT, env=cpu_devices_env(2), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+  procs = [processes.Popen([sys.executable, 'tests/fid_hosts_check.py', address, str(i)],
+                           cwd=ROOT, env=cpu_devices_env(2), text=True,
+                           stdout=processes.PIPE, stderr=processes.PIPE) for i in range(2)]
   outs = [p.communicate(timeout=240) for p in procs]
   assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
   results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]

@@ -15,7 +15,6 @@ Stand-ins (no TPU, no bucket here):
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -31,6 +30,7 @@ from sintrovae_jax.data import image_files
 from sintrovae_jax.io import fs, hosts
 from sintrovae_jax.program import config_lib, lease, standard, workdir as workdir_lib
 
+import processes
 from runs import ROOT, latest_step, restored, run_main_here  # pylint: disable=g-bad-import-order
 
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
@@ -56,10 +56,10 @@ def start_hosts(tmp_path, name, *args):
   """main.py as two hosts (2 CPU devices each), each in an empty folder of its own."""
   port = free_port()
   cwds = _empty_dirs(tmp_path, name, 2)
-  procs = [subprocess.Popen([sys.executable, MAIN, *args,
-                             f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
-                             f'--process_id={i}'], cwd=cwds[i], env=cpu_devices_env(2),
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  procs = [processes.Popen([sys.executable, MAIN, *args,
+                            f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+                            f'--process_id={i}'], cwd=cwds[i], env=cpu_devices_env(2),
+                           text=True, stdout=processes.PIPE, stderr=processes.STDOUT)
            for i in range(2)]
   return procs, cwds
 
@@ -91,9 +91,9 @@ def _state(workdir, steps):
 def test_a_bucket_run_leaves_nothing_local(tmp_path, fid_weights):
   here = tmp_path / 'cwd'
   here.mkdir()
-  out = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'bucket_run_check.py'),
-                        fid_weights, str(tmp_path / 'checkpoint_arrays')], cwd=here,
-                       env=cpu_devices_env(1), text=True, capture_output=True, timeout=600)
+  out = processes.run([sys.executable, os.path.join(ROOT, 'tests', 'bucket_run_check.py'),
+                       fid_weights, str(tmp_path / 'checkpoint_arrays')], cwd=here,
+                      env=cpu_devices_env(1), text=True, capture_output=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   d = json.loads(out.stdout.strip().splitlines()[-1])
   assert d['local'] == [] and not os.listdir(here)  # nothing under the working folder

@@ -19,6 +19,7 @@ from configs import image_folder, toy2d
 from sintrovae_jax.core import inference
 from sintrovae_jax.data import (image_files, kinds, numpy_batches, pipeline as input_pipeline, tf_images)
 from sintrovae_jax.program import config_lib, lease, train, workdir as workdir_lib
+import processes
 from runs import ROOT, latest_step, params_of, run_main, run_main_here, stop_long_2d_run
 from tiny import tiny_2d_flags
 
@@ -340,8 +341,8 @@ def test_a_full_disk_while_saving_ends_in_one_line_and_the_rerun_resumes(small_d
            *tiny_2d_flags(steps=200_000, vae=20), '--config.checkpoint_every_steps=200',
            '--config.log_every_steps=100000', '--config.compilation_cache_dir=']
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  proc = subprocess.Popen([sys.executable, 'main.py', *flags], cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  proc = processes.Popen([sys.executable, 'main.py', *flags], cwd=ROOT, env=env, text=True,
+                         stdout=processes.PIPE, stderr=processes.STDOUT)
   deadline = time.time() + 180  # topology.json: written after a checkpoint has been saved
   while not os.path.exists(os.path.join(workdir, 'topology.json')) and time.time() < deadline:
     time.sleep(0.1)
