@@ -62,10 +62,13 @@ def main(weights: str, arrays: str) -> None:
   fid_results = standard.fid_from_checkpoint(saved, WORKDIR)
   saved.ood_dataset, saved.ood_data_dir = 'image_folder', f'{ROOT}/ood'
   ood_results = ood_run.ood_from_checkpoint(saved, WORKDIR)
+  final = json.loads(fs.read_text(f'{WORKDIR}/eval_results.json'))  # the resumed run's
+  fid_keys = ('fid', 'kid', 'fid_rec')
   local = [os.path.join(d, n) for d, _, names in os.walk('.') for n in names]
   print(json.dumps({
       'bucket': bucket.listing(WORKDIR),
       'first': sorted(first), 'resumed_fid': resumed['fid'], 'samples': samples,
+      'returned': {k: resumed[k] for k in fid_keys}, 'saved': {k: final[k] for k in fid_keys},
       'fid_step': fid_results['step'], 'ood_auroc': ood_results['kl']['auroc'],
       'num_out': ood_results['num_out'],
       'history': [json.loads(l)['step'] for l in

@@ -108,6 +108,7 @@ def test_a_bucket_run_leaves_nothing_local(tmp_path, fid_weights):
   assert any(n.startswith('events.out.tfevents') for n in d['bucket'])  # TensorBoard
   assert d['history'] == [2, 4, 6]  # resumed at 4 from the bucket's checkpoint, no row lost
   assert d['fid_step'] == 6 and np.isfinite(d['resumed_fid']) and d['num_out'] == 4
+  assert d['returned'] == d['saved']  # train_and_evaluate returns what eval_results.json holds
   assert 'kl' in d['first'] and 'fid' in d['first']
 
 
