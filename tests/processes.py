@@ -12,6 +12,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -26,12 +27,12 @@ _server = {}  # this process's fork server: its process and socket
 
 
 def _socket_path() -> str:
-  if _server.get('pid') != os.getpid():
+  if _server.get('pid') != os.getpid() or _server['proc'].poll() is not None:  # (none, or died)
     folder = tempfile.mkdtemp(prefix='sintrovae_zygote_')
     path = os.path.join(folder, 'socket')
     # The server imports JAX without the JAX_* options (each child sets its own, zygote.py).
     env = {k: v for k, v in os.environ.items() if not k.startswith('JAX_')}
-    env.update(TF_CPP_MIN_LOG_LEVEL='3', JAX_PLATFORMS='cpu')
+    env['TF_CPP_MIN_LOG_LEVEL'] = '3'  # (read at TensorFlow's import; the tests' children set 3)
     proc = subprocess.Popen([sys.executable, os.path.join(_HERE, 'zygote.py'), path],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
     line = proc.stdout.readline()
@@ -60,12 +61,11 @@ class Forked:
   def __init__(self, args, cwd=None, env=None, stdout=None, stderr=None, text=False):
     self.args, self.returncode = list(args), None
     self.stdout = self.stderr = None
-    ours, theirs = [], []  # our ends of the pipes, the child's ends
+    theirs = []  # the child's ends of the pipes, closed here once the server has them
     streams = {}
     for name, spec in (('stdout', stdout), ('stderr', stderr)):
       if spec == PIPE:
         r, w = os.pipe()
-        ours.append(r)
         theirs.append(w)
         streams[name] = w
         setattr(self, name, open(r, 'r' if text else 'rb'))  # pylint: disable=consider-using-with
@@ -150,10 +150,10 @@ class Forked:
         pass  # it has just ended
 
   def terminate(self):
-    self.send_signal(15)
+    self.send_signal(signal.SIGTERM)
 
   def kill(self):
-    self.send_signal(9)
+    self.send_signal(signal.SIGKILL)
 
 
 def Popen(args, **kwargs):  # pylint: disable=invalid-name

@@ -92,6 +92,8 @@ def _child(request: dict, fds) -> None:
       code = 1
     threading._shutdown()  # pylint: disable=protected-access  # (joins non-daemon threads)
     atexit._run_exitfuncs()  # pylint: disable=protected-access
+  except BaseException:  # pylint: disable=broad-except  # setting up the child failed: say why
+    traceback.print_exc()
   finally:
     for stream in (sys.stdout, sys.stderr):
       try:
