@@ -44,11 +44,9 @@ def use_fast_compile() -> None:
     os.environ['XLA_FLAGS'] = ' '.join(flags + [f for f in FAST_COMPILE if f not in flags])
 
 
-def cpu_devices_env(devices: int, xla_defaults: bool = False) -> dict:
-  """The environment of a process on `devices` CPU devices; `xla_defaults` leaves out the preset
-  (for a check whose tolerances were measured on XLA's default code). The inherited flags come
-  first: where a flag repeats, XLA takes the last, so the device count here wins."""
-  inherited = [f for f in os.environ.get('XLA_FLAGS', '').split()
-               if not (xla_defaults and f in FAST_COMPILE)]
-  flags = inherited + [f'--xla_force_host_platform_device_count={devices}', COLLECTIVE_FLAGS]
+def cpu_devices_env(devices: int) -> dict:
+  """The environment of a process on `devices` CPU devices. The inherited flags come first: where a
+  flag repeats, XLA takes the last, so the device count here wins."""
+  flags = os.environ.get('XLA_FLAGS', '').split() + [
+      f'--xla_force_host_platform_device_count={devices}', COLLECTIVE_FLAGS]
   return dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3', XLA_FLAGS=' '.join(flags))
