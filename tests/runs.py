@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from sintrovae_jax.program import standard, workdir as workdir_lib
+from devices import cpu_devices_env
 import processes
 from tiny import LONG_2D_FLAGS
 
@@ -128,3 +129,26 @@ def free_port() -> int:
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     return s.getsockname()[1]
+
+
+def start_hosts(cwds, *args):
+  """main.py `args` as two hosts on a local coordinator (2 CPU devices each), host i in cwds[i]."""
+  port = free_port()
+  return [processes.Popen([sys.executable, os.path.join(ROOT, 'main.py'), *args,
+                           f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+                           f'--process_id={i}'], cwd=cwd, env=cpu_devices_env(2), text=True,
+                          stdout=processes.PIPE, stderr=processes.STDOUT)
+          for i, cwd in enumerate(cwds)]
+
+
+def finish(procs, timeout=300):
+  """Each process's output (stdout and stderr together), waiting at most `timeout` s for each;
+  all of them are killed after, so a failed wait leaves none running."""
+  outputs = []
+  try:
+    for p in procs:
+      outputs.append(p.communicate(timeout=timeout)[0])
+  finally:
+    for p in procs:
+      p.kill()
+  return outputs

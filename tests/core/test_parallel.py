@@ -12,7 +12,7 @@ from configs import toy2d
 from devices import cpu_devices_env
 from sintrovae_jax.program import standard, workdir as workdir_lib
 import processes
-from runs import ROOT, free_port, run_check, run_main_here
+from runs import ROOT, finish, run_check, run_main_here, start_hosts
 
 
 @pytest.mark.long
@@ -44,20 +44,10 @@ FLAGS_2D = ['--config=configs/toy2d.py:8gaussians', '--config.mlp_hidden=(16,16)
 
 @pytest.mark.long
 def test_two_processes_equal_one_process(tmp_path):
-  port = free_port()
   multi = str(tmp_path / 'multi')
-  procs = [processes.Popen([sys.executable, 'main.py', *FLAGS_2D, f'--workdir={multi}',
-                            f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
-                            f'--process_id={i}'], cwd=ROOT, env=cpu_devices_env(2), text=True,
-                           stdout=processes.PIPE, stderr=processes.STDOUT) for i in range(2)]
+  procs = start_hosts([ROOT, ROOT], *FLAGS_2D, f'--workdir={multi}')
   single = run_main_here(*FLAGS_2D, f'--workdir={tmp_path / "one"}')  # this process: 1 device
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=300)[0])
-  finally:
-    for p in procs:
-      p.kill()
+  outputs = finish(procs)
   assert single.returncode == 0, single.stderr[-3000:]
   for p, output in zip(procs, outputs):
     assert p.returncode == 0, output[-3000:]

@@ -31,11 +31,11 @@ from sintrovae_jax.io import fs, hosts
 from sintrovae_jax.program import config_lib, lease, standard, workdir as workdir_lib
 
 import processes
-from runs import ROOT, latest_step, restored, run_main_here  # pylint: disable=g-bad-import-order
+import runs  # pylint: disable=g-bad-import-order
+from runs import ROOT, finish, latest_step, restored, run_main_here
 
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import prepare_images  # pylint: disable=g-import-not-at-top,wrong-import-position
-from runs import free_port
 
 MAIN = os.path.join(ROOT, 'main.py')
 CONFIG_2D = f'--config={ROOT}/configs/toy2d.py:8gaussians'
@@ -53,26 +53,9 @@ def _empty_dirs(tmp_path, name, n):
 
 
 def start_hosts(tmp_path, name, *args):
-  """main.py as two hosts (2 CPU devices each), each in an empty folder of its own."""
-  port = free_port()
+  """main.py as two hosts, each in an empty folder of its own: (processes, folders)."""
   cwds = _empty_dirs(tmp_path, name, 2)
-  procs = [processes.Popen([sys.executable, MAIN, *args,
-                            f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
-                            f'--process_id={i}'], cwd=cwds[i], env=cpu_devices_env(2),
-                           text=True, stdout=processes.PIPE, stderr=processes.STDOUT)
-           for i in range(2)]
-  return procs, cwds
-
-
-def finish(procs, timeout=300):
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=timeout)[0])
-  finally:
-    for p in procs:
-      p.kill()
-  return outputs
+  return runs.start_hosts(cwds, *args), cwds
 
 
 def _config_2d(steps):
