@@ -37,7 +37,6 @@ from runs import ROOT, finish, latest_step, restored, run_main_here
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import prepare_images  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-MAIN = os.path.join(ROOT, 'main.py')
 CONFIG_2D = f'--config={ROOT}/configs/toy2d.py:8gaussians'
 FLAGS_2D = ['--config.mlp_hidden=(16,16)', '--config.num_vae_steps=20', '--config.batch_size=64',
             '--config.log_every_steps=10', '--config.sample_every_steps=100000',
@@ -52,7 +51,7 @@ def _empty_dirs(tmp_path, name, n):
   return dirs
 
 
-def start_hosts(tmp_path, name, *args):
+def start_hosts_in_empty_dirs(tmp_path, name, *args):
   """main.py as two hosts, each in an empty folder of its own: (processes, folders)."""
   cwds = _empty_dirs(tmp_path, name, 2)
   return runs.start_hosts(cwds, *args), cwds
@@ -98,9 +97,10 @@ def test_a_bucket_run_leaves_nothing_local(tmp_path, fid_weights):
 @pytest.mark.long
 def test_two_hosts_stop_together_on_sigterm_and_resume_exactly(tmp_path):
   workdir = str(tmp_path / 'shared' / 'run')
-  procs, cwds = start_hosts(tmp_path, 'stopped', CONFIG_2D, *FLAGS_2D,
-                            '--config.num_train_steps=3000',
-                            '--config.checkpoint_every_steps=100000', f'--workdir={workdir}')
+  procs, cwds = start_hosts_in_empty_dirs(tmp_path, 'stopped', CONFIG_2D, *FLAGS_2D,
+                                          '--config.num_train_steps=3000',
+                                          '--config.checkpoint_every_steps=100000',
+                                          f'--workdir={workdir}')
   deadline = time.time() + 240  # startup.json: written once the first step has run
   while not os.path.exists(os.path.join(workdir, 'startup.json')) and time.time() < deadline:
     time.sleep(0.2)
@@ -120,14 +120,15 @@ def test_two_hosts_stop_together_on_sigterm_and_resume_exactly(tmp_path):
   assert [json.loads(l)['step'] for l in open(os.path.join(workdir, 'history.jsonl'))][-1] <= stop
 
   end = stop + 30
-  procs, _ = start_hosts(tmp_path, 'resumed', CONFIG_2D, *FLAGS_2D,
-                         f'--config.num_train_steps={end}', f'--workdir={workdir}')
+  procs, _ = start_hosts_in_empty_dirs(tmp_path, 'resumed', CONFIG_2D, *FLAGS_2D,
+                                       f'--config.num_train_steps={end}', f'--workdir={workdir}')
   for p, output in zip(procs, finish(procs)):
     assert p.returncode == 0, output[-3000:]
     assert f'Resuming from checkpoint at step {stop}' in output or p is procs[1]
   straight = str(tmp_path / 'shared' / 'straight')
-  procs, _ = start_hosts(tmp_path, 'straight', CONFIG_2D, *FLAGS_2D,
-                         f'--config.num_train_steps={end}', f'--workdir={straight}')
+  procs, _ = start_hosts_in_empty_dirs(tmp_path, 'straight', CONFIG_2D, *FLAGS_2D,
+                                       f'--config.num_train_steps={end}',
+                                       f'--workdir={straight}')
   for p, output in zip(procs, finish(procs)):
     assert p.returncode == 0, output[-3000:]
   a, b = _state(workdir, end), _state(straight, end)
@@ -160,7 +161,7 @@ def test_a_fault_seen_by_process_0_stops_both_hosts_with_one_message(tmp_path, f
                    'heartbeat': time.time()})
     expected = 'is in use by host worker-elsewhere pid 12345'
   started = time.time()
-  procs, _ = start_hosts(tmp_path, fault, *args)
+  procs, _ = start_hosts_in_empty_dirs(tmp_path, fault, *args)
   outputs = finish(procs, timeout=120)
   assert time.time() - started < 120
   lines = []
