@@ -1,5 +1,6 @@
 """Running main.py and reading what a run left behind, for the end-to-end tests."""
 
+import collections
 import contextlib
 import io
 import json
@@ -13,6 +14,7 @@ from typing import Tuple
 from unittest import mock
 
 import jax
+import jax.monitoring
 import numpy as np
 
 from sintrovae_jax.program import standard, workdir as workdir_lib
@@ -152,3 +154,21 @@ def finish(procs, timeout=300):
     for p in procs:
       p.kill()
   return outputs
+
+
+@contextlib.contextmanager
+def jax_events():
+  """(event, program name) -> count of the tracing and compiling JAX reports inside the block."""
+  seen = collections.Counter()
+  active = [True]
+
+  def on(event, duration_secs, fun_name='?', **_):
+    del duration_secs
+    if active[0] and event.endswith(('jaxpr_trace_duration', 'backend_compile_duration')):
+      seen[(event.rsplit('/', 1)[-1].split('_')[0], fun_name)] += 1
+
+  jax.monitoring.register_event_duration_secs_listener(on)
+  try:
+    yield seen
+  finally:
+    active[0] = False  # JAX keeps its listeners; this one goes quiet

@@ -4,6 +4,7 @@ Two optional parts, None unless their option is on: `ema`, the exponential movin
 networks (config `ema_decay`), and `target`, the bootstrap variant's target decoder.
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.struct
@@ -35,15 +36,40 @@ def learning_rate_schedule(learning_rate: float, decay_steps: Sequence[int] = ()
   """`learning_rate`, multiplied by `decay_factor` from each step in `decay_steps` on.
 
   Same as the reference's MultiStepLR stepped once per iteration: update number t (0-based)
-  uses `lr * factor**#{m in decay_steps: m <= t}`.
+  uses `lr * factor**#{m in decay_steps: m <= t}`. Equal arguments give the same schedule object
+  (below, `make_optimizer`: why).
   """
-  return optax.piecewise_constant_schedule(learning_rate,
-                                           {int(m): decay_factor for m in decay_steps})
+  return _cached(_piecewise, learning_rate, tuple(int(m) for m in decay_steps), decay_factor)
 
 
 def make_optimizer(schedule: optax.Schedule) -> optax.GradientTransformation:
-  """Adam(0.9, 0.999, eps 1e-8), PyTorch's defaults; the current rate is kept in its state."""
+  """Adam(0.9, 0.999, eps 1e-8), PyTorch's defaults; the current rate is kept in its state.
+
+  One optimiser object per schedule (and one schedule object per arguments, above): the state
+  carries its optimiser as static data, so two states built alike (a run resumed in the same
+  process, a notebook cell run again) have the same tree structure, and the programs compiled
+  for one are found in JAX's in-memory caches for the other, not traced, lowered and loaded again.
+  """
+  return _cached(_adam, schedule)
+
+
+def _adam(schedule) -> optax.GradientTransformation:
   return optax.inject_hyperparams(optax.adam)(learning_rate=schedule, b1=0.9, b2=0.999, eps=1e-8)
+
+
+def _piecewise(learning_rate, decay_steps: tuple, decay_factor) -> optax.Schedule:
+  return optax.piecewise_constant_schedule(learning_rate, {m: decay_factor for m in decay_steps})
+
+
+_memo = functools.lru_cache(maxsize=64, typed=True)(lambda build, *args: build(*args))
+
+
+def _cached(build, *args):
+  """`build(*args)`, the same object for equal arguments; unhashable ones (arrays) build anew."""
+  try:
+    return _memo(build, *args)
+  except TypeError:  # an unhashable argument
+    return build(*args)
 
 
 def create_train_state(model: SoftIntroVAE, key: jax.Array, data_shape: Sequence[int],

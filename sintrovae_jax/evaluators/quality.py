@@ -4,6 +4,7 @@ Points: ALGORITHM.md's 2D metrics (kl, jsd, gnelbo) plus the deterministic recon
 Images: deterministic reconstruction error, KL and negative ELBO (z = mu, unit betas).
 """
 
+import functools
 from typing import Callable, Dict, Optional
 
 import jax
@@ -21,10 +22,28 @@ def batched(fn: Callable, x: np.ndarray, size: int = 65_536) -> np.ndarray:
   return np.concatenate([np.asarray(fn(x[i:i + size])) for i in range(0, len(x), size)])
 
 
+# Compiled once per model (and size): the state is an argument, not a constant folded into the
+# program, so evaluating another state, or the same one again, reuses the compiled program.
+_negative_elbo = jax.jit(inference.negative_elbo, static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _reconstruction_errors(model, state, x, recon_loss='mse'):
+  return losses.reconstruction_error(x, inference.reconstruct(model, state, x), recon_loss)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _image_errors(model, state, x, recon_loss):
+  """Per image: the squared error of D(mu) and the KL."""
+  mu, logvar = inference.encode(model, state, x)
+  rec = inference.decode(model, state, mu, recon_loss)
+  return jnp.stack([losses.reconstruction_error(x, rec), losses.kl_divergence(mu, logvar)], -1)
+
+
 def density_on_grid(model: SoftIntroVAE, state: TrainState, grid_range: float,
                     size: int = 200) -> np.ndarray:
   """`exp(-(KL + REC))` on a size x size grid over [-r, r]^2 (row-major, y outer)."""
-  nelbo = batched(jax.jit(lambda x: inference.negative_elbo(model, state, x)),
+  nelbo = batched(functools.partial(_negative_elbo, model, state),
                   metrics_2d.grid(grid_range, size))
   return np.exp(-nelbo).reshape(size, size)
 
@@ -36,15 +55,14 @@ def evaluate_points(model: SoftIntroVAE, state: TrainState, real: np.ndarray,
 
   With `mode_centres` (8Gaussians), also `modes_covered`: how many the generated samples reach.
   """
-  rec_error = jax.jit(lambda x: losses.reconstruction_error(
-      x, inference.reconstruct(model, state, x)))
+  rec_error = functools.partial(_reconstruction_errors, model, state)
   results = {'rec_error_deterministic': float(np.mean(batched(rec_error, real)))}
   if real.shape[1] == 2:
     fake = np.asarray(inference.sample(model, state, jax.random.PRNGKey(seed), len(real)))
     results.update(metrics_2d.kl_and_jsd(real, fake, grid_range))
     if mode_centres is not None:
       results['modes_covered'] = metrics_2d.modes_covered(fake, mode_centres)
-    nelbo = jax.jit(lambda x: inference.negative_elbo(model, state, x))
+    nelbo = functools.partial(_negative_elbo, model, state)
     results['gnelbo'] = metrics_2d.grid_normalised_elbo(lambda x: batched(nelbo, x), gnelbo_data,
                                                         grid_range)
   return results
@@ -54,12 +72,7 @@ def evaluate_images(model: SoftIntroVAE, state: TrainState, images: np.ndarray,
                     recon_loss: str = 'mse') -> Dict[str, float]:
   """Means over `images` of the squared error of D(mu), the KL, and their sum."""
 
-  def per_image(x):
-    mu, logvar = inference.encode(model, state, x)
-    rec = inference.decode(model, state, mu, recon_loss)
-    return jnp.stack([losses.reconstruction_error(x, rec), losses.kl_divergence(mu, logvar)], -1)
-
-  values = batched(jax.jit(per_image), images, size=64)
+  values = batched(lambda x: _image_errors(model, state, x, recon_loss), images, size=64)
   return {'rec_error_deterministic': float(values[:, 0].mean()), 'kl': float(values[:, 1].mean()),
           'neg_elbo': float(values.sum(1).mean()), 'num_examples': int(len(images))}
 

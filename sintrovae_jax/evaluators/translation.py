@@ -79,11 +79,16 @@ def code_purity(codes: Callable[[np.ndarray], tuple], images: np.ndarray,
   return results
 
 
+# The state is an argument, not a constant: another state reuses the compiled programs.
+_translate = jax.jit(inference.translate, static_argnums=(0, 4))
+_codes = jax.jit(inference.codes, static_argnums=0)
+
+
 def evaluate(model: SoftIntroVAE, state: TrainState, images: np.ndarray, heldout: np.ndarray,
              recon_loss: str = 'mse', num_pairs: int = 256, seed: int = 0) -> Dict[str, float]:
   """Translation error with both baselines, and code purity, of a trained translation model."""
-  translate = jax.jit(lambda xi, xj: inference.translate(model, state, xi, xj, recon_loss))
-  codes = jax.jit(lambda x: inference.codes(model, state, x))
+  translate = lambda xi, xj: _translate(model, state, xi, xj, recon_loss)
+  codes = lambda x: _codes(model, state, x)
   scores = translation_error(translate, images, heldout_pairs(heldout, num_pairs, seed))
   scores.update(code_purity(codes, images, heldout))
   return scores

@@ -9,6 +9,7 @@ for every family.
 """
 
 import dataclasses
+import functools
 import logging
 import math
 from typing import Any, Dict, Iterator, List, Optional
@@ -54,13 +55,51 @@ def build(config: ml_collections.ConfigDict) -> StyleExperiment:
 
 def make_phase_step(exp: StyleExperiment, phase: progressive.Phase, axis_name=parallel.AXIS):
   """The phase's step on uint8 (or [0, 1] float) batches."""
-  config = exp.config
+  return _phase_step(exp.model, phase, _step_settings(exp.config), exp.coefficients, axis_name)
+
+
+def _step_settings(config) -> tuple:
+  """What the config sets of a phase's step: loss weights, mixing, EMA half-life, w average."""
+  return (config_lib.style_loss_weights(config), config.style_mixing_prob,
+          config.style_ema_half_life_images, config.style_dlatent_avg_beta)
+
+
+def _phase_step(model, phase, settings, coefficients, axis_name):
+  weights, mixing_prob, half_life, dlatent_avg_beta = settings
   step_fn = style_step.make_style_train_step(
-      exp.model, config_lib.style_loss_weights(config), phase, exp.coefficients, axis_name,
-      mixing_prob=config.style_mixing_prob,
-      ema_decay=style_step.ema_decay(phase.batch, config.style_ema_half_life_images),
-      dlatent_avg_beta=config.style_dlatent_avg_beta)
+      model, weights, phase, coefficients, axis_name, mixing_prob=mixing_prob,
+      ema_decay=style_step.ema_decay(phase.batch, half_life), dlatent_avg_beta=dlatent_avg_beta)
   return lambda state, batch: step_fn(state, inference.to_unit_range(batch))
+
+
+def _phase_program(exp: StyleExperiment, phase: progressive.Phase):
+  """The phase's pmapped step: one object per model, phase and step settings, so that a second
+  run of a config in this process (a resume, a notebook cell run again) finds it traced and
+  compiled in JAX's own caches."""
+  return _pmapped_phase_step(exp.model, phase, _step_settings(exp.config),
+                             _ByValue(exp.coefficients))
+
+
+@functools.lru_cache(maxsize=8)
+def _pmapped_phase_step(model, phase, settings, coefficients):
+  return parallel.pmap_train_step(_phase_step(model, phase, settings, coefficients.tree,
+                                              parallel.AXIS))
+
+
+class _ByValue:
+  """A pytree of arrays as a cache key: equal to another when every leaf is, bit for bit."""
+
+  def __init__(self, tree):
+    self.tree = tree
+    leaves, treedef = jax.tree.flatten(tree)
+    arrays = [np.asarray(x) for x in leaves]
+    self._key = (treedef, tuple((a.dtype.str, a.shape, a.tobytes()) for a in arrays))
+
+  def __hash__(self):
+    return hash(self._key)
+
+  def __eq__(self, other):
+    return isinstance(other, _ByValue) and self._key == other._key
 
 
 # Compiled once per model, size and lod (eager execution of these networks is slow).
@@ -126,7 +165,7 @@ def _phase_segments(exp: StyleExperiment, run: loop.Run) -> Iterator[loop.Segmen
                                                  phase.index, begin - phase.start)
     first = next(host_batches)
     real = np.asarray(inference.to_unit_range(first[:config.num_grid_images]))
-    p_step = parallel.pmap_train_step(make_phase_step(exp, phase))
+    p_step = _phase_program(exp, phase)
     logging.info('Phase %s: steps %d to %d, global batch %d, learning rate %g, beta_neg %g.',
                  phase.name, begin + 1, phase.end, phase.batch, phase.learning_rate,
                  phase.beta_neg)

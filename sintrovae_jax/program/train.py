@@ -7,6 +7,7 @@ anything compiles, resumes from the latest checkpoint in `workdir` (the data str
 it), saves on SIGTERM, and writes `eval_results.json` at the end.
 """
 
+import functools
 import logging
 from typing import Dict, Iterator, Optional
 
@@ -90,17 +91,9 @@ def _compile_phases(exp: Experiment, weights, r_state, first, start: int, report
   for phase in ('vae', 'soft_intro'):
     if not needed[phase]:
       continue  # this run never takes that phase
-    step_fn = make_train_step(exp.model, weights, axis_name=parallel.AXIS, phase=phase,
-                              **config_lib.step_options(config))
-    if k == 1:
-      pmapped = parallel.pmap_train_step(
-          lambda state, batch, step_fn=step_fn: step_fn(state, inference.to_unit_range(batch)))
-      args = (r_state, example)
-    else:
-      steps = steps_in_one_call(lambda state, batch, step_fn=step_fn: step_fn(
-          state, inference.to_unit_range(batch)))
-      pmapped = parallel.pmap_train_step(steps)
-      args = (r_state, example, _per_device(1))
+    pmapped = _phase_program(exp.model, weights, tuple(config_lib.step_options(config).items()),
+                             phase, k)
+    args = (r_state, example) if k == 1 else (r_state, example, _per_device(1))
     if jax.process_count() > 1:  # ahead-of-time pmap is single-process: compile at first call
       p_steps[phase] = pmapped
       continue
@@ -109,6 +102,17 @@ def _compile_phases(exp: Experiment, weights, r_state, first, start: int, report
     p_steps[phase] = lowered.compile()  # from the compilation cache on a restart
     report.mark(f'compile_{phase}')
   return p_steps
+
+
+@functools.lru_cache(maxsize=8)
+def _phase_program(model, weights, options: tuple, phase: str, k: int):
+  """One phase's pmapped step (k steps per call if k > 1) on uint8 or [0, 1] batches: one object
+  per arguments, so that a second run of a config in this process (a resume, a notebook cell run
+  again, main.py's modes after training) finds it traced, lowered and compiled in JAX's own
+  caches (the state's optimiser is one object per config too: train_state.make_optimizer)."""
+  step_fn = make_train_step(model, weights, axis_name=parallel.AXIS, phase=phase, **dict(options))
+  one = lambda state, batch: step_fn(state, inference.to_unit_range(batch))
+  return parallel.pmap_train_step(one if k == 1 else steps_in_one_call(one))
 
 
 def _phase(config, step: int) -> str:

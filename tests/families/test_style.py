@@ -14,7 +14,7 @@ import pytest
 
 from configs import ffhq256
 from devices import cpu_devices_env
-from runs import ROOT, run_check
+from runs import ROOT, jax_events, run_check
 from sintrovae_jax.core import losses
 from sintrovae_jax.families.style import (layers as style_layers, optim as style_optim,
                                           progressive, step as style_step)
@@ -429,11 +429,14 @@ def test_trains_through_two_resolutions_and_resumes_exactly_across_the_switch(
   # the uninterrupted run saved a checkpoint as that phase ended; it keeps its last three, 40, 80
   # and 200): the same state, bit for bit. (Past 80 the resumed run goes on in the same process
   # as the uninterrupted one did: nothing there depends on the resume.)
-  monkeypatch.setattr(runner, 'Preemption', _stop_at(40))
-  assert style_train.train_and_evaluate(config, str(tmp_path / 'split')) is None
-  assert int(_state(tmp_path / 'split', config).step) == 40
-  monkeypatch.setattr(runner, 'Preemption', _stop_at(80))
-  assert style_train.train_and_evaluate(config, str(tmp_path / 'split')) is None
+  # (The same config in this process: its phases' programs are the full run's, not traced again.)
+  with jax_events() as seen:
+    monkeypatch.setattr(runner, 'Preemption', _stop_at(40))
+    assert style_train.train_and_evaluate(config, str(tmp_path / 'split')) is None
+    assert int(_state(tmp_path / 'split', config).step) == 40
+    monkeypatch.setattr(runner, 'Preemption', _stop_at(80))
+    assert style_train.train_and_evaluate(config, str(tmp_path / 'split')) is None
+  assert seen[('jaxpr', '_fun')] == 0, seen
   full, split = _state(tmp_path / 'full', config, 80), _state(tmp_path / 'split', config)
   assert int(full.step) == int(split.step) == 80
   for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(split)):

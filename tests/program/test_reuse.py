@@ -1,0 +1,58 @@
+"""A config run again in the same process (a resume, a notebook cell run twice, main.py's modes after
+training) reuses the programs of the first run: nothing traced or compiled again; a changed
+config gets programs of its own. Evaluations take the state as an argument: evaluating another
+state reuses the program instead of compiling one with the weights folded in as constants."""
+
+import jax
+import numpy as np
+
+from configs import toy2d
+from conftest import one_level_image_model, one_level_step_parts
+from runs import jax_events
+from sintrovae_jax.core import inference, losses
+from sintrovae_jax.evaluators import quality
+from sintrovae_jax.program import train
+
+
+def _config(**overrides):  # tests/tiny.py's 2D run (test_main.py's), built in Python
+  config = toy2d.get_config('8gaussians')
+  config.update(dict(mlp_hidden=(16, 16), num_train_steps=60, num_vae_steps=20, batch_size=64,
+                     log_every_steps=20, sample_every_steps=30, checkpoint_every_steps=30,
+                     num_eval_points=500, lr_decay_steps=(40,)))
+  config.update(overrides)
+  return config
+
+
+def test_a_second_run_of_a_config_traces_and_compiles_nothing(tmp_path):
+  results = train.train_and_evaluate(_config(), str(tmp_path / 'first'))  # (or another test's)
+  with jax_events() as second:
+    again = train.train_and_evaluate(_config(), str(tmp_path / 'second'))
+  compiled = {name: n for (kind, name), n in second.items() if kind == 'backend'}
+  assert not compiled, compiled
+  assert second[('jaxpr', '_fun')] == second[('jaxpr', '_build_state')] == 0, second
+  assert again == results  # the same seed and data: the same run
+  # Another loss weight (this test's own) is another program, and another run.
+  with jax_events() as other:
+    changed = train.train_and_evaluate(_config(beta_kl=0.37), str(tmp_path / 'other'))
+  assert other[('jaxpr', '_fun')] == 2, other  # its two phases
+  assert changed['gnelbo'] != results['gnelbo']  # (60 steps: 'kl' is the same, saturated)
+
+
+def test_evaluating_another_state_reuses_the_program_and_reads_that_state():
+  model, _, state = one_level_step_parts()
+  other = state.replace(decoder_params=jax.tree.map(lambda p: 0.5 * p, state.decoder_params))
+  images = np.random.default_rng(0).uniform(size=(6, 8, 8, 3)).astype(np.float32)
+  assert model == one_level_image_model()
+  quality.evaluate_images(model, state, images)
+  with jax_events() as seen:
+    got = quality.evaluate_images(model, other, images)
+  assert not seen, seen
+  # Restated from the parts (each jitted on its own): the other state's numbers, not the first's.
+  mu, logvar = jax.jit(inference.encode, static_argnums=0)(model, other, images)
+  rec = jax.jit(inference.decode, static_argnums=0)(model, other, mu)
+  rec_error = np.asarray(losses.reconstruction_error(images, rec))
+  kl = np.asarray(losses.kl_divergence(mu, logvar))
+  np.testing.assert_allclose(got['rec_error_deterministic'], rec_error.mean(), rtol=1e-5)
+  np.testing.assert_allclose(got['kl'], kl.mean(), rtol=1e-5)
+  first = quality.evaluate_images(model, state, images)
+  assert abs(first['rec_error_deterministic'] - got['rec_error_deterministic']) > 1e-3
