@@ -3,21 +3,23 @@ one device with the same global batch and seed, and print the largest difference
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_check.py KIND
 
-KIND: '2d' (the MLPs, standard variant), 'image' (the image networks, one level on 8 px images:
-convolutions, BatchNorm, residual blocks, at half the two-level network's compile time; with every
-training option on: weight EMA, translation and cutout, the bootstrap variant with a target
-refreshed every 3 steps; 2 warm-up steps, so each path compiles the two-phase program with the
-options; plain SGD, see `setup`), or 'points' (the 3D variant: point networks with BatchNorm,
-Chamfer, a N(0, 0.2^2) prior, its redrawn latents), or 'translation' (the two-encoder family on
-8 px images: two encoders with BatchNorm, the AdaIN generator, Soft-IntroVAE steps only). Each
-kind compiles its step for one device and under pmap (main.py's path); 'image' also under shard_map
-(`parallel.shard_map_train_step`, for users' jit-and-shardings programs). That wrapper is the same
-for every family (state replicated, batch split, the step's own collectives on parallel.AXIS,
-which pmap exercises for each kind), so one kind checks it: the one with the most state (BatchNorm
-statistics, the EMA, the target decoder). The plain image step without options is not compiled
-here: its parts are covered by '2d' (the standard variant's gradients and metrics averaged over
-devices) and by 'image' and 'points' (BatchNorm statistics synchronised; the image networks' step
-with the options on contains the plain one's terms).
+KIND: '2d' (the MLPs, standard variant; the suite checks that step on 4 devices in
+test_parallel.py's two processes of 2 devices each, main.py's whole path), 'image' (the image
+networks, one level on 8 px images: convolutions, BatchNorm, residual blocks, at half the two-level
+network's compile time; with every training option on: weight EMA, translation and cutout, the
+bootstrap variant with a target refreshed every 3 steps; 2 warm-up steps, so each path compiles the
+two-phase program with the options; plain SGD, see `setup`), or 'points' (the 3D variant: point
+networks with BatchNorm, Chamfer, a N(0, 0.2^2) prior, its redrawn latents), or 'translation' (the
+two-encoder family on 8 px images: two encoders with BatchNorm, the AdaIN generator, Soft-IntroVAE
+steps only). Each kind compiles its step for one device and under pmap (main.py's path); 'image'
+also under shard_map (`parallel.shard_map_train_step`, for users' jit-and-shardings programs). That
+wrapper is the same for every family (state replicated, batch split, the step's own collectives on
+parallel.AXIS, which pmap exercises for each kind), so one kind checks it: the one with the most
+state (BatchNorm statistics, the EMA, the target decoder). The plain image step without options is
+not compiled here: its parts are covered by the 2D networks' runs on several devices (the standard
+variant's gradients and metrics averaged over devices) and by 'image' and 'points' (BatchNorm
+statistics synchronised; the image networks' step with the options on contains the plain one's
+terms).
 """
 
 import json

@@ -17,6 +17,7 @@ tie exactly. A tie for the nearest cloud goes to the lowest index in [references
 order, as PointFlow's knn takes its nearest (the first minimum): references first.
 """
 
+import functools
 from typing import Dict, NamedTuple
 
 import jax
@@ -35,6 +36,7 @@ def grid_centres(resolution: int = GRID_RESOLUTION) -> np.ndarray:
   return centres[np.linalg.norm(centres, axis=1) <= 0.5].astype(np.float32)
 
 
+@jax.jit  # one program per shape (an eager scan would compile its new body on every call)
 def occupancy(clouds: jax.Array, centres: jax.Array) -> jax.Array:
   """How many points of all `clouds` [S, N, 3] fall nearest to each centre [C, 3]: [C]."""
   c_sq = jnp.sum(centres ** 2, axis=-1)
@@ -68,6 +70,7 @@ def jsd(generated: jax.Array, reference: jax.Array,
                         occupancy(reference, centres).astype(jnp.float32))
 
 
+@functools.partial(jax.jit, static_argnames='chunk')  # as occupancy
 def pairwise_cd(x: jax.Array, y: jax.Array, chunk: int = 256) -> jax.Array:
   """CD (means over points, summed over both directions) between every pair: [|x|, |y|]; from
   coordinate differences (`chamfer_terms(direct=True)`), so exactly 0 for identical clouds."""

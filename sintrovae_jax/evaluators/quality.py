@@ -40,6 +40,11 @@ def _image_errors(model, state, x, recon_loss):
   return jnp.stack([losses.reconstruction_error(x, rec), losses.kl_divergence(mu, logvar)], -1)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _cloud_samples(model, state, key, num, prior_std):
+  return inference.sample(model, state, key, num, prior_std=prior_std)
+
+
 def density_on_grid(model: SoftIntroVAE, state: TrainState, grid_range: float,
                     size: int = 200) -> np.ndarray:
   """`exp(-(KL + REC))` on a size x size grid over [-r, r]^2 (row-major, y outer)."""
@@ -83,12 +88,10 @@ def evaluate_clouds(model: SoftIntroVAE, state: TrainState, reference: np.ndarra
   from N(0, prior_std^2 I), the trained prior: not the reference's N(0, I) or reused noise,
   VARIANTS.md 3.5), and the mean Chamfer distance of the deterministic reconstructions."""
   keys = jax.random.split(key, -(-len(reference) // batch))
-  # The state is an argument, not a constant: evaluating another state reuses the programs.
-  sample = jax.jit(lambda s, k: inference.sample(model, s, k, batch, prior_std=prior_std))
-  generated = np.concatenate([np.asarray(sample(state, k)) for k in keys])[:len(reference)]
-  rec_cd = jax.jit(lambda s, x: losses.reconstruction_error(
-      x, inference.reconstruct(model, s, x), 'chamfer'))
-  chamfer = batched(lambda x: rec_cd(state, x), reference, batch)
+  generated = np.concatenate([np.asarray(_cloud_samples(model, state, k, batch, prior_std))
+                              for k in keys])[:len(reference)]
+  chamfer = batched(lambda x: _reconstruction_errors(model, state, x, 'chamfer'), reference,
+                    batch)
   results = metrics_3d.mmd_cov_1nna(metrics_3d.distances(jnp.asarray(generated),
                                                          jnp.asarray(reference)))
   results['jsd'] = metrics_3d.jsd(jnp.asarray(generated), jnp.asarray(reference))

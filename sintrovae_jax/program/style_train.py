@@ -109,6 +109,13 @@ _sample = jax.jit(style_step.sample,
 _interpolate = jax.jit(style_step.interpolate, static_argnames=('model', 'steps', 'lod'))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _squared_errors(model, enc_params, dec_params, images):
+  """Per image: the squared error of the full-size reconstruction D(mu), noise off."""
+  rec = style_step.reconstruct(model, enc_params, dec_params, images)
+  return jnp.sum(jnp.square(rec - images), axis=(1, 2, 3))
+
+
 def write_pictures(exp: StyleExperiment, state: StyleTrainState, phase: progressive.Phase,
                    step: int, real: np.ndarray, writer, workdir: str) -> None:
   """Real / reconstruction / sample grids at the phase's resolution, from the EMA networks."""
@@ -193,12 +200,11 @@ def evaluate(exp: StyleExperiment, state: StyleTrainState) -> Dict[str, float]:
   """Mean per-image squared reconstruction error (images in [0, 1], z = mu, noise off) on the
   evaluation images at full size, of the trained networks and of the EMA ('ema/...')."""
   images = tf_images.eval_images(exp.config)
-  squared_errors = jax.jit(lambda enc, dec, x: jnp.sum(
-      jnp.square(style_step.reconstruct(exp.model, enc, dec, x) - x), axis=(1, 2, 3)))
 
   def mean_error(view: StyleTrainState):
     per_image = evaluation.batched(
-        lambda x: squared_errors(view.encoder_params, view.decoder_params, x), images, 64)
+        lambda x: _squared_errors(exp.model, view.encoder_params, view.decoder_params, x),
+        images, 64)
     return {'rec_error_deterministic': float(per_image.mean())}
 
   return runner.on_each_network(mean_error, state)

@@ -447,6 +447,16 @@ def test_trains_through_two_resolutions_and_resumes_exactly_across_the_switch(
   assert sorted(os.path.basename(p).rsplit('_', 1)[0] for p in paths) == [
       'interpolation', 'samples', 'samples_mixed', 'samples_truncated']
 
+  # The evaluation of two checkpoints (a notebook cell, a mode after training): the second reuses
+  # the first's program, and gives its own state's numbers, the run's.
+  exp, final = style_train.build(config), _state(tmp_path / 'full', config)
+  earlier = style_train.evaluate(exp, _state(tmp_path / 'full', config, 80))
+  with jax_events() as again:
+    evaluated = style_train.evaluate(exp, final)
+  assert not {name: n for (kind, name), n in again.items() if kind == 'backend'}, again
+  assert int(final.step) == 200 and evaluated != earlier
+  assert evaluated == {k: results[k] for k in evaluated}, (evaluated, results)
+
 
 def test_style_config_errors_name_the_field(faces):
   from sintrovae_jax.program import config_lib  # pylint: disable=g-import-not-at-top
