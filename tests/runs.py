@@ -172,3 +172,8 @@ def jax_events():
     yield seen
   finally:
     active[0] = False  # JAX keeps its listeners; this one goes quiet
+
+
+def compiled(seen) -> dict:
+  """Program name -> how many times `jax_events` saw it compiled (or loaded from the cache)."""
+  return {name: n for (stage, name), n in seen.items() if stage == 'backend'}

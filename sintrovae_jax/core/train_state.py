@@ -67,9 +67,10 @@ _memo = functools.lru_cache(maxsize=64, typed=True)(lambda build, *args: build(*
 def _cached(build, *args):
   """`build(*args)`, the same object for equal arguments; unhashable ones (arrays) build anew."""
   try:
-    return _memo(build, *args)
-  except TypeError:  # an unhashable argument
+    hash(args)
+  except TypeError:  # an unhashable argument (only this: an error of `build` itself propagates)
     return build(*args)
+  return _memo(build, *args)
 
 
 def create_train_state(model: SoftIntroVAE, key: jax.Array, data_shape: Sequence[int],

@@ -9,7 +9,7 @@ import optax
 
 from configs import toy2d
 from conftest import one_level_image_model, one_level_step_parts
-from runs import jax_events
+from runs import compiled, jax_events
 import sintrovae_jax as sv
 from sintrovae_jax.core import inference, losses
 from sintrovae_jax.evaluators import quality
@@ -30,8 +30,7 @@ def test_a_second_run_of_a_config_traces_and_compiles_nothing(tmp_path):
   results = train.train_and_evaluate(_config(), str(tmp_path / 'first'))  # (or another test's)
   with jax_events() as second:
     again = train.train_and_evaluate(_config(), str(tmp_path / 'second'))
-  compiled = {name: n for (kind, name), n in second.items() if kind == 'backend'}
-  assert not compiled, compiled
+  assert not compiled(second), compiled(second)
   assert second[('jaxpr', '_fun')] == second[('jaxpr', '_build_state')] == 0, second
   assert again == results  # the same seed and data: the same run
   # Another loss weight (this test's own) is another program, and another run.
@@ -73,8 +72,7 @@ def test_evaluating_another_point_cloud_state_compiles_nothing():
   first = quality.evaluate_clouds(model, state, clouds, key, prior_std=0.2, batch=4)
   with jax_events() as seen:
     got = quality.evaluate_clouds(model, other, clouds, key, prior_std=0.2, batch=4)
-  compiled = {name: n for (kind, name), n in seen.items() if kind == 'backend'}
-  assert not compiled, compiled
+  assert not compiled(seen), compiled(seen)
   # The other state's numbers: its reconstructions' (restated from the parts), its samples'.
   rec = jax.jit(inference.reconstruct, static_argnums=0)(model, other, clouds)
   rec_cd = np.asarray(losses.reconstruction_error(clouds, rec, 'chamfer'))
