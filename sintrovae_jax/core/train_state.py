@@ -81,28 +81,41 @@ def create_train_state(model: SoftIntroVAE, key: jax.Array, data_shape: Sequence
   `ema`: also keep a weight EMA, starting as a copy of the initial networks. `target`: also a
   target decoder for the bootstrap variant, with its own random initialisation (as the
   reference's, VARIANTS.md 2.1: it is not a copy of D until the first refresh).
-  Compiled: one program instead of a hundred small eager ones (seconds at start-up).
+  Compiled, in two programs instead of a hundred small eager ones (seconds at start-up): the
+  networks' initialisation, the costly one (a random draw per parameter), depends on the model and
+  the data's shape only, so that states with other optimisers or options share it (and the target
+  decoder is the same program under another key); the optimiser's state is the other.
   """
-  return _jit_build_state(model, key, tuple(data_shape), tx, ema, target)
-
-
-def _build_state(model, key, data_shape, tx, ema, target) -> TrainState:
-  init_key, step_key = jax.random.split(key)
-  enc_params, dec_params, stats = model.init(init_key, data_shape)
-  state = TrainState(step=jnp.zeros((), jnp.int32), encoder_params=enc_params,
-                     decoder_params=dec_params, batch_stats=stats,
-                     encoder_opt_state=tx.init(enc_params), decoder_opt_state=tx.init(dec_params),
-                     rng=step_key, tx=tx)
-  if ema:
-    state = state.replace(ema=averaged_part(state))
+  data_shape = tuple(data_shape)
+  init_key, step_key = _split(key)
+  enc_params, dec_params, stats = _init_networks(model, init_key, data_shape)
+  state = _with_optimizer(tx, ema, enc_params, dec_params, stats, step_key)
   if target:
-    _, target_params, target_stats = model.init(jax.random.fold_in(key, 1), data_shape)
+    _, target_params, target_stats = _init_networks(model, _fold_in(key, 1), data_shape)
     state = state.replace(target={'params': target_params,
                                   'batch_stats': target_stats['decoder']})
   return state
 
 
-_jit_build_state = jax.jit(_build_state, static_argnums=(0, 2, 3, 4, 5))
+_split = jax.jit(jax.random.split)
+_fold_in = jax.jit(jax.random.fold_in)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_networks(model, key, data_shape):
+  return model.init(key, data_shape)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _with_optimizer(tx, ema, enc_params, dec_params, stats, step_key) -> TrainState:
+  """The state around freshly initialised networks: step 0, `tx`'s state, the EMA's copy."""
+  state = TrainState(step=jnp.zeros((), jnp.int32), encoder_params=enc_params,
+                     decoder_params=dec_params, batch_stats=stats,
+                     encoder_opt_state=tx.init(enc_params), decoder_opt_state=tx.init(dec_params),
+                     rng=step_key, tx=tx)
+  if ema:  # (the program's outputs: buffers of their own, as the train step donates the state's)
+    state = state.replace(ema=averaged_part(state))
+  return state
 
 
 def averaged_part(state: TrainState):

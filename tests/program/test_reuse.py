@@ -8,10 +8,11 @@ import numpy as np
 import optax
 
 from configs import toy2d
-from conftest import one_level_image_model, one_level_step_parts
+from conftest import ONE_LEVEL_SHAPE, one_level_image_model, one_level_step_parts
 from runs import compiled, jax_events
 import sintrovae_jax as sv
 from sintrovae_jax.core import inference, losses
+from sintrovae_jax.core.train_state import averaged_part
 from sintrovae_jax.evaluators import quality
 from sintrovae_jax.families.points.networks import PointDecoder, PointEncoder
 from sintrovae_jax.program import train
@@ -31,7 +32,8 @@ def test_a_second_run_of_a_config_traces_and_compiles_nothing(tmp_path):
   with jax_events() as second:
     again = train.train_and_evaluate(_config(), str(tmp_path / 'second'))
   assert not compiled(second), compiled(second)
-  assert second[('jaxpr', '_fun')] == second[('jaxpr', '_build_state')] == 0, second
+  assert second[('jaxpr', '_fun')] == second[('jaxpr', '_init_networks')] == 0, second
+  assert second[('jaxpr', '_with_optimizer')] == 0, second
   assert again == results  # the same seed and data: the same run
   # Another loss weight (this test's own) is another program, and another run.
   with jax_events() as other:
@@ -79,3 +81,30 @@ def test_evaluating_another_point_cloud_state_compiles_nothing():
   np.testing.assert_allclose(got['rec_chamfer'], rec_cd.mean(), rtol=1e-5)
   assert abs(first['rec_chamfer'] - got['rec_chamfer']) > 1e-4
   assert first['mmd_cd'] != got['mmd_cd'] and got['num_clouds'] == 6
+
+
+def test_states_with_other_options_share_the_networks_initialisation():
+  """The networks' initialisation (the costly part of a new state) is one program per model and
+  data shape: a state with an EMA and a target decoder, or with another optimiser, compiles only
+  the small program around it. The EMA starts as a copy of the networks (its own buffers: the
+  train step donates the state's), and the target decoder is initialised with a key of its own."""
+  model, _, plain = one_level_step_parts()
+  tx = sv.make_optimizer(sv.learning_rate_schedule(0.37))  # this test's own optimiser
+  with jax_events() as seen:
+    both = sv.create_train_state(model, jax.random.PRNGKey(0), ONE_LEVEL_SHAPE, tx, ema=True,
+                                 target=True)
+  assert seen[('jaxpr', '_init_networks')] == 0 and '_init_networks' not in compiled(seen), seen
+  assert seen[('jaxpr', '_with_optimizer')] == 1, seen
+  for a, b in zip(jax.tree.leaves((plain.encoder_params, plain.decoder_params, plain.batch_stats,
+                                   plain.rng)),
+                  jax.tree.leaves((both.encoder_params, both.decoder_params, both.batch_stats,
+                                   both.rng))):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(both.ema), jax.tree.leaves(averaged_part(both))):
+    np.testing.assert_array_equal(a, b)
+    assert a.unsafe_buffer_pointer() != b.unsafe_buffer_pointer()
+  target = both.target['params']
+  assert jax.tree.structure(target) == jax.tree.structure(both.decoder_params)
+  drawn = [(a, b) for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(both.decoder_params))
+           if np.std(b) > 0]  # the random ones (not BatchNorm's ones and zeros)
+  assert drawn and not any(np.array_equal(a, b) for a, b in drawn)
