@@ -87,18 +87,14 @@ def create_train_state(model: SoftIntroVAE, key: jax.Array, data_shape: Sequence
   decoder is the same program under another key); the optimiser's state is the other.
   """
   data_shape = tuple(data_shape)
-  init_key, step_key = _split(key)
+  init_key, step_key = jax.random.split(key)
   enc_params, dec_params, stats = _init_networks(model, init_key, data_shape)
   state = _with_optimizer(tx, ema, enc_params, dec_params, stats, step_key)
   if target:
-    _, target_params, target_stats = _init_networks(model, _fold_in(key, 1), data_shape)
+    _, target_params, target_stats = _init_networks(model, jax.random.fold_in(key, 1), data_shape)
     state = state.replace(target={'params': target_params,
                                   'batch_stats': target_stats['decoder']})
   return state
-
-
-_split = jax.jit(jax.random.split)
-_fold_in = jax.jit(jax.random.fold_in)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
